@@ -1,0 +1,41 @@
+# The two commands in the README: `make demo` and `make test`. Each does all set-up itself
+# (Debian packages, .venv, pip install) and is cheap to run again.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The demo needs only the runtime (onnxruntime); tests also need torch and the dev tools.
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+DEMO_OUT ?= out/demo
+
+.PHONY: demo test lint system-deps clean
+
+system-deps:
+	@scripts/system-deps.sh
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $@ $(RUNTIME_STAMP)
+
+demo: system-deps $(RUNTIME_STAMP)
+	$(BIN)/bandmate demo --out $(DEMO_OUT)
+
+test: system-deps $(DEV_STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
