@@ -1,0 +1,44 @@
+"""Shared fixtures: a small real data build, and a real JACK server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import portaudio
+from engine.jackd import JackServer
+from models.data.build import build_dataset
+from models.data.manifest import Manifest
+from tests.helpers import tiny_build_config
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
+    root = tmp_path_factory.mktemp("tiny_data")
+    return root, build_dataset(tiny_build_config(root), progress=False)
+
+
+@pytest.fixture(scope="module")
+def jack_server() -> Iterator[JackServer]:
+    """jackd -d dummy at 48 kHz / 256 frames, under its own name; stopped by PID afterwards."""
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is missing: `make test` installs the Debian package jackd2")
+    server = JackServer(sample_rate=48_000, period=256).start()
+    saved = {k: os.environ.get(k) for k in server.client_env()}
+    os.environ.update(server.client_env())
+    try:
+        yield server
+    finally:
+        if "sounddevice" in sys.modules:
+            portaudio.release()  # before jackd goes, or PortAudio's JACK host API aborts at exit
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
