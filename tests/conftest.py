@@ -14,13 +14,21 @@ from engine import portaudio
 from engine.jackd import JackServer
 from models.data.build import build_dataset
 from models.data.manifest import Manifest
-from tests.helpers import tiny_build_config
+from tests.helpers import tiny_build_config, train_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
     root = tmp_path_factory.mktemp("tiny_data")
     return root, build_dataset(tiny_build_config(root), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(
+    tiny_data: tuple[Path, Manifest], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A tiny codec + generator, trained for a few steps on tiny_data and exported to ONNX."""
+    return train_tiny_checkpoint(tiny_data[0], tmp_path_factory.mktemp("tiny_checkpoint"))
 
 
 @pytest.fixture(scope="module")

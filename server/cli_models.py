@@ -1,0 +1,95 @@
+"""CLI commands for the model side: data build, training and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+data_app = typer.Typer(
+    help="Training data: render scores into multi-track stems.", no_args_is_help=True
+)
+
+
+@data_app.command("build")
+def data_build(
+    out: Path = typer.Option(..., "--out", help="Folder to write the build into."),
+    seed: int = typer.Option(0, help="Seed for splits and augmentations."),
+    limit: int | None = typer.Option(None, help="Build only this many pieces (a quick build)."),
+    jobs: int = typer.Option(1, help="Worker processes."),
+    sources: str = typer.Option("bach,palestrina,band", help="Comma-separated sources."),
+    soundfonts: str = typer.Option(
+        "fluidr3,musescore,timgm6mb", help="Comma-separated SoundFont names or paths."
+    ),
+    max_seconds: float = typer.Option(60.0, help="Cut longer pieces here."),
+) -> None:
+    """Render the music21 corpus and the procedural band into stems plus a manifest."""
+    from models.data.arrange import AugmentConfig
+    from models.data.build import BuildConfig, build_dataset
+
+    config = BuildConfig(
+        out=out,
+        seed=seed,
+        limit=limit,
+        jobs=jobs,
+        sources=tuple(s for s in sources.split(",") if s),
+        soundfonts=tuple(s for s in soundfonts.split(",") if s),
+        augment=AugmentConfig(max_seconds=max_seconds),
+    )
+    manifest = build_dataset(config)
+    counts = {split: len(manifest.split(split)) for split in ("train", "valid", "test")}
+    typer.echo(
+        f"built {len(manifest.examples)} examples ({manifest.total_seconds / 3600:.2f} h of audio; "
+        f"train {counts['train']}, valid {counts['valid']}, test {counts['test']}; "
+        f"{len(manifest.skipped)} skipped) in {out}"
+    )
+
+
+train_app = typer.Typer(help="Train the codec or the generator.", no_args_is_help=True)
+
+
+@train_app.command("codec")
+def train_codec(
+    config: Path = typer.Option(..., "--config", help="YAML with CodecTrainConfig fields."),
+    steps: int | None = typer.Option(None, help="Override the config's step count."),
+) -> None:
+    """Train (or resume) the causal codec; writes RUN_DIR/checkpoint."""
+    from models.train.codec_trainer import CodecTrainConfig, CodecTrainer
+    from models.train.common import load_train_config
+
+    overrides = {"steps": steps} if steps is not None else {}
+    trainer = CodecTrainer(load_train_config(CodecTrainConfig, config, overrides))
+    typer.echo(f"validation: {trainer.train()}")
+
+
+@train_app.command("generator")
+def train_generator(
+    config: Path = typer.Option(..., "--config", help="YAML with GeneratorTrainConfig fields."),
+    steps: int | None = typer.Option(None, help="Override the config's step count."),
+) -> None:
+    """Train (or resume) the generator on a trained codec; writes RUN_DIR/checkpoint."""
+    from models.train.common import load_train_config
+    from models.train.generator_trainer import GeneratorTrainConfig, GeneratorTrainer
+
+    overrides = {"steps": steps} if steps is not None else {}
+    trainer = GeneratorTrainer(load_train_config(GeneratorTrainConfig, config, overrides))
+    typer.echo(f"validation: {trainer.train()}")
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint directory with safetensors."),
+    out: Path = typer.Option(..., "--out", help="Directory for the ONNX graphs and config."),
+    weights_dtype: str = typer.Option("float32", help="float32, or float16 to ship smaller."),
+) -> None:
+    """Export ONNX step graphs (checked against torch) for the engine."""
+    from models.export import export_checkpoint
+
+    spec = export_checkpoint(checkpoint, out, weights_dtype)
+    parity = ", ".join(f"{k} {v:.1e}" for k, v in spec.parity.items())
+    typer.echo(f"exported to {out} (max |onnx - torch|: {parity})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+    app.add_typer(train_app, name="train")
+    app.command("export")(export)

@@ -1,0 +1,100 @@
+"""ONNX step graphs equal torch; checkpoints round-trip; bad checkpoints give one clear line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.checkpoint import load_codec, load_generator
+from models.checkpoint_config import CheckpointError, read_checkpoint_config
+from models.export import check_parity
+from tests.helpers import BANDMATE
+
+
+@pytest.fixture
+def checkpoint_copy(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(tiny_checkpoint, copy)
+    return copy
+
+
+def test_onnx_step_graphs_match_torch_over_256_frames(tiny_checkpoint: Path) -> None:
+    config = read_checkpoint_config(tiny_checkpoint)
+    assert config.onnx is not None
+    parity = check_parity(load_codec(tiny_checkpoint), load_generator(tiny_checkpoint),
+                          tiny_checkpoint, config.onnx, frames=256, seed=5)  # fmt: skip
+    assert set(parity) == {"encoder", "decoder", "generator"}
+    assert max(parity.values()) <= 1e-4, parity
+
+
+def test_export_then_onnxruntime_load_then_step(tiny_checkpoint: Path) -> None:
+    import onnxruntime as ort
+
+    config = read_checkpoint_config(tiny_checkpoint, sample_rate=48_000)
+    assert config.onnx is not None and config.onnx.generator is not None
+    outputs = {}
+    for name, spec, inputs in (
+        ("encoder", config.onnx.encoder, {"audio": np.full((3, config.hop), 0.1, np.float32)}),
+        ("decoder", config.onnx.decoder, {"latent": np.zeros((3, config.latent_dim), np.float32)}),
+        ("generator", config.onnx.generator, {
+            "mix": np.zeros((3, config.latent_dim), np.float32),
+            "noise": np.ones((3, int(config.generator["noise_dim"])), np.float32)}),  # type: ignore[index]
+    ):  # fmt: skip
+        session = ort.InferenceSession(
+            str(tiny_checkpoint / spec.file), providers=["CPUExecutionProvider"]
+        )
+        state = {s.input: np.zeros((3, *s.shape), np.int64 if s.dtype == "int64" else np.float32)
+                 for s in spec.state}  # fmt: skip
+        result = session.run(None, inputs | state)
+        outputs[name] = result
+        assert all(np.isfinite(r).all() for r in result)
+    assert outputs["encoder"][0].shape == (3, config.latent_dim)
+    assert outputs["decoder"][0].shape == (3, config.hop)
+    assert outputs["generator"][0].shape == (3, config.latent_dim)
+    assert outputs["generator"][1].tolist() == [1, 1, 1]  # the position advanced
+
+
+def test_corrupt_weights_name_the_file(checkpoint_copy: Path) -> None:
+    (checkpoint_copy / "codec.safetensors").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match=r"codec\.safetensors: corrupt weights file"):
+        load_codec(checkpoint_copy)
+
+
+def test_a_wrong_config_version_names_the_file_and_version(checkpoint_copy: Path) -> None:
+    config_path = checkpoint_copy / "config.json"
+    raw = json.loads(config_path.read_text())
+    raw["version"] = 99
+    config_path.write_text(json.dumps(raw))
+    with pytest.raises(
+        CheckpointError, match=r"config\.json: config version 99, this Bandmate reads version 1"
+    ):
+        read_checkpoint_config(checkpoint_copy)
+
+
+def test_a_sample_rate_mismatch_is_named(tiny_checkpoint: Path) -> None:
+    with pytest.raises(
+        CheckpointError, match=r"config\.json: sample rate mismatch: .*48000 Hz, 44100 Hz"
+    ):
+        read_checkpoint_config(tiny_checkpoint, sample_rate=44_100)
+
+
+def test_a_config_that_is_not_json_is_named(checkpoint_copy: Path) -> None:
+    (checkpoint_copy / "config.json").write_text("{ not json")
+    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+        read_checkpoint_config(checkpoint_copy)
+
+
+def test_export_of_a_corrupt_checkpoint_is_one_line_from_the_cli(
+    checkpoint_copy: Path, tmp_path: Path
+) -> None:
+    (checkpoint_copy / "generator.safetensors").write_bytes(b"\x00" * 64)
+    command = [BANDMATE, "export", str(checkpoint_copy), "--out", str(tmp_path / "x")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "generator.safetensors: corrupt weights file" in lines[0]
