@@ -35,8 +35,10 @@ from models.train.common import (
     TrainingError,
     check_finite,
     evaluating,
+    learning_rate,
     load_state,
     save_state,
+    set_learning_rate,
     setup_run,
     unwrap,
 )
@@ -199,6 +201,10 @@ class CodecTrainer:
 
     def _train_step(self, batch: torch.Tensor) -> dict[str, float]:
         c = self.config
+        rate = learning_rate(self.step, c.steps, c.learning_rate)
+        for optimizer in (self.optimizer, self.disc_optimizer):
+            if optimizer is not None:
+                set_learning_rate(optimizer, rate)
         with self.run.autocast(c.precision):
             out = self.model(batch)
             stft = self.stft_loss(out.audio.float(), batch)

@@ -165,5 +165,18 @@ def evaluating(*modules: nn.Module) -> Iterator[None]:
             m.train(mode)
 
 
+def learning_rate(step: int, total: int, base: float, warmup: int = 500) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the base rate at the last step."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = value
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module

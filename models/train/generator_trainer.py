@@ -34,8 +34,10 @@ from models.train.common import (
     TrainingError,
     check_finite,
     evaluating,
+    learning_rate,
     load_state,
     save_state,
+    set_learning_rate,
     setup_run,
 )
 from models.train.latents import encode_examples, sample_windows
@@ -150,6 +152,9 @@ class GeneratorTrainer:
         }
 
     def train_step(self, mix: Tensor, acc: Tensor) -> dict[str, float]:
+        c = self.config
+        set_learning_rate(self.g_opt, learning_rate(self.step, c.steps, c.learning_rate))
+        set_learning_rate(self.d_opt, learning_rate(self.step, c.steps, c.disc_learning_rate))
         with self.run.autocast(self.config.precision):
             cond, real, fake = self.generate(mix, acc)
             disc_loss = self.discriminator_loss(cond, real, fake)
