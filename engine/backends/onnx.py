@@ -1,0 +1,84 @@
+"""The default backend: onnxruntime, with the CUDA EP when onnxruntime-gpu and a GPU are there."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.backends.base import ModelInfo, ModelState
+from engine.checkpoint import EngineCheckpoint
+from engine.errors import EngineError
+from models.checkpoint_config import GraphSpec
+
+
+def cuda_available() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+class OnnxBackend:
+    def __init__(self, checkpoint: EngineCheckpoint, threads: int = 1, device: str = "auto"):
+        import onnxruntime as ort
+
+        use_cuda = device == "cuda" or (device == "auto" and cuda_available())
+        if device == "cuda" and not cuda_available():
+            raise EngineError("onnxruntime has no CUDA provider here: install onnxruntime-gpu")
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            if use_cuda
+            else ["CPUExecutionProvider"]
+        )
+        self.name = "onnx-cuda" if use_cuda else "onnx-cpu"
+        self.info: ModelInfo = checkpoint.info
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        onnx = checkpoint.config.onnx
+        assert onnx is not None and onnx.generator is not None
+        self.specs: dict[str, GraphSpec] = {
+            "encoder": onnx.encoder,
+            "decoder": onnx.decoder,
+            "generator": onnx.generator,
+        }
+        self.sessions = {}
+        for name in self.specs:
+            path = checkpoint.graph_path(name)
+            try:
+                self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own types for a bad file
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise EngineError(f"{path}: cannot load ONNX graph ({first})") from None
+        self.state_outputs = {
+            name: spec.outputs + [s.output for s in spec.state] for name, spec in self.specs.items()
+        }
+
+    def initial_state(self, batch: int = 1) -> ModelState:
+        def zeros(spec: GraphSpec) -> list[np.ndarray]:
+            return [
+                np.zeros((batch, *s.shape), np.int64 if s.dtype == "int64" else np.float32)
+                for s in spec.state
+            ]
+
+        return ModelState(
+            zeros(self.specs["encoder"]),
+            zeros(self.specs["decoder"]),
+            zeros(self.specs["generator"]),
+        )
+
+    def _run(
+        self, name: str, inputs: list[np.ndarray], state: list[np.ndarray]
+    ) -> list[np.ndarray]:
+        spec = self.specs[name]
+        feed = dict(zip(spec.inputs, inputs, strict=True))
+        feed.update({s.input: v for s, v in zip(spec.state, state, strict=True)})
+        return self.sessions[name].run(self.state_outputs[name], feed)
+
+    def step(
+        self, state: ModelState, audio: np.ndarray, noise: np.ndarray
+    ) -> tuple[ModelState, np.ndarray]:
+        latent, *encoder = self._run("encoder", [audio], state.encoder)
+        accompaniment, *generator = self._run("generator", [latent, noise], state.generator)
+        out, *decoder = self._run("decoder", [accompaniment], state.decoder)
+        return ModelState(encoder, decoder, generator), out

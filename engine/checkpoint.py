@@ -1,0 +1,63 @@
+"""Loading an exported checkpoint for the engine: config.json plus ONNX step graphs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import EngineError
+from models.checkpoint_config import CheckpointConfig, CheckpointError, read_checkpoint_config
+
+# The checkpoint that ships in the repository, used when none is given.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "default"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the engine needs to know about a model to frame audio for it."""
+
+    sample_rate: int
+    hop: int
+    latent_dim: int
+    noise_dim: int
+    anticipation: int
+    window: int
+
+
+@dataclass(frozen=True)
+class EngineCheckpoint:
+    directory: Path
+    config: CheckpointConfig
+    info: ModelInfo
+
+    def graph_path(self, name: str) -> Path:
+        assert self.config.onnx is not None
+        return self.directory / getattr(self.config.onnx, name).file
+
+
+def load_engine_checkpoint(directory: Path | None = None) -> EngineCheckpoint:
+    """Read and check a checkpoint directory; every problem is one EngineError line."""
+    directory = Path(directory) if directory is not None else DEFAULT_CHECKPOINT
+    try:
+        config = read_checkpoint_config(directory)
+    except CheckpointError as exc:
+        raise EngineError(str(exc)) from None
+    if config.generator is None:
+        raise EngineError(f"checkpoint {directory}: has no generator, only a codec")
+    if config.onnx is None or config.onnx.generator is None:
+        raise EngineError(
+            f"checkpoint {directory}: has no ONNX graphs; run 'bandmate export {directory} "
+            f"--out DIR' and use DIR"
+        )
+    for spec in (config.onnx.encoder, config.onnx.decoder, config.onnx.generator):
+        if not (directory / spec.file).is_file():
+            raise EngineError(f"checkpoint {directory}: ONNX graph {spec.file} is missing")
+    info = ModelInfo(
+        sample_rate=config.sample_rate,
+        hop=config.hop,
+        latent_dim=config.latent_dim,
+        noise_dim=int(config.generator["noise_dim"]),
+        anticipation=int(config.generator["anticipation"]),
+        window=int(config.generator["window"]),
+    )
+    return EngineCheckpoint(directory, config, info)

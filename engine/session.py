@@ -1,0 +1,213 @@
+"""engine.Session: every piece of streaming state for one player.
+
+Signal path, at the device rate R and the model rate M (48 kHz):
+    block (R) -> soxr stream -> hop framing -> model step (encode, generate, decode)
+              -> accompaniment hop (M) -> soxr stream -> output FIFO (R) -> block (R)
+
+Timing. Step t consumes input hop t and yields the accompaniment for hop t + a, so the
+model-rate accompaniment starts with `a` hops of silence and hop k is ready the moment input
+hop k - a is complete. The output FIFO starts with `latency_samples` zeros, chosen as the
+least that never runs dry for any block size when steps run synchronously: 0 at R = M with
+a >= 1 (zero logical latency), one hop for a = 0, plus the resamplers' buffering otherwise.
+Output sample m is therefore the accompaniment for input time m - latency_samples, whatever
+the block sizes: the same seed and input give the same output in blocks of 64 or 1024.
+
+`process` runs everything synchronously (file mode, the live worker). A batch scheduler
+instead calls feed / take_hop / next_noise / accept / read, stepping many sessions at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from engine.backends.base import Backend, ModelState
+from engine.errors import EngineError
+from engine.ringbuffer import RingBuffer
+from engine.telemetry import Telemetry
+
+RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+SUPPORTED_RATES = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000, 176_400, 192_000)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    device_rate: int = 48_000
+    seed: int = 0
+    # soxr's LQ adds at most ~10 ms per direction; HQ about 20 ms (see README). At 48 kHz
+    # there is no resampling at all.
+    resample_quality: str = "LQ"
+
+
+@dataclass
+class Controls:
+    """Take effect at the next hop."""
+
+    gain: float = 1.0  # accompaniment gain, linear
+    noise_scale: float = 1.0  # scales the generator's noise: 0 is deterministic
+
+
+def check_rate(rate: int) -> None:
+    if rate not in SUPPORTED_RATES:
+        rates = ", ".join(str(r) for r in SUPPORTED_RATES)
+        raise EngineError(f"unsupported sample rate {rate} Hz: use one of {rates}")
+
+
+def _resampler(rate_in: int, rate_out: int, quality: str):  # type: ignore[no-untyped-def]
+    import soxr
+
+    return soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality=quality)
+
+
+@cache
+def output_prefill(
+    device_rate: int, model_rate: int, hop: int, anticipation: int, quality: str
+) -> int:
+    """Device-rate samples of silence the output FIFO needs so it never runs dry.
+
+    Without resampling this is exact. With resampling, soxr releases output in bursts; the
+    chain is simulated for several block sizes and the worst shortfall is taken.
+    """
+    model_delay = max(0, 1 - anticipation) * hop
+    if device_rate == model_rate:
+        return model_delay
+    worst = 0.0
+    for chunk in (8, 64, 256, 1024, 4096):
+        into_model, out_of_model = (_resampler(device_rate, model_rate, quality),
+                                    _resampler(model_rate, device_rate, quality))  # fmt: skip
+        produced = len(out_of_model.resample_chunk(np.zeros(anticipation * hop, np.float32)))
+        fed = framed = hops = 0
+        while fed < 3 * device_rate:
+            fed += chunk
+            framed += len(into_model.resample_chunk(np.zeros(chunk, np.float32)))
+            while (hops + 1) * hop <= framed:
+                hops += 1
+                produced += len(out_of_model.resample_chunk(np.zeros(hop, np.float32)))
+            worst = max(worst, fed - produced)
+    return int(np.ceil(model_delay * device_rate / model_rate + worst)) + 8
+
+
+class Session:
+    def __init__(self, backend: Backend, config: SessionConfig | None = None):
+        self.config = config = config or SessionConfig()
+        check_rate(config.device_rate)
+        if config.resample_quality not in RESAMPLE_QUALITIES:
+            raise EngineError(f"unknown resample quality {config.resample_quality!r}")
+        self.backend = backend
+        info = backend.info
+        self.hop, self.model_rate, self.device_rate = info.hop, info.sample_rate, config.device_rate
+        self.controls = Controls()
+        self.telemetry = Telemetry(self.hop / self.model_rate)
+        self.underruns = 0  # samples read that were not there (a scheduling bug if nonzero)
+        self._reset_at_next_hop = False
+        self.state = backend.initial_state(1)
+        self.rng = np.random.default_rng(config.seed)
+        self._gain_now = self.controls.gain
+        resample = self.device_rate != self.model_rate
+        q = config.resample_quality
+        self._into_model = _resampler(self.device_rate, self.model_rate, q) if resample else None
+        self._out_of_model = _resampler(self.model_rate, self.device_rate, q) if resample else None
+        self._framing = np.zeros(self.hop, np.float32)
+        self._framed = 0
+        self._hops: deque[np.ndarray] = deque()
+        self.latency_samples = output_prefill(self.device_rate, self.model_rate, self.hop,
+                                              info.anticipation, q)  # fmt: skip
+        self.telemetry.latency_ms = 1e3 * self.latency_samples / self.device_rate
+        device_hop = int(np.ceil(self.hop * self.device_rate / self.model_rate))
+        self._output = RingBuffer(self.latency_samples + 16 * device_hop + 65_536)
+        self._output.write(np.zeros(self.latency_samples, np.float32))
+        # The frames before the first prediction (t < a) are silent.
+        self._emit(np.zeros(info.anticipation * self.hop, np.float32))
+
+    @property
+    def latency_seconds(self) -> float:
+        return self.latency_samples / self.device_rate
+
+    # -- input side ------------------------------------------------------------------------
+    def feed(self, block: np.ndarray) -> None:
+        """Take a mono block at the device rate; complete hops queue up for stepping."""
+        samples = np.asarray(block, np.float32).reshape(-1)
+        if self._into_model is not None:
+            samples = self._into_model.resample_chunk(samples)
+        while len(samples):
+            take = min(self.hop - self._framed, len(samples))
+            self._framing[self._framed : self._framed + take] = samples[:take]
+            self._framed += take
+            samples = samples[take:]
+            if self._framed == self.hop:
+                self._hops.append(self._framing.copy())
+                self._framed = 0
+
+    def pending_hops(self) -> int:
+        return len(self._hops)
+
+    def take_hop(self) -> np.ndarray:
+        """The oldest complete input hop at the model rate. Applies a pending reset first."""
+        if self._reset_at_next_hop:
+            self.state = self.backend.initial_state(1)
+            self.rng = np.random.default_rng(self.config.seed)
+            self._reset_at_next_hop = False
+        return self._hops.popleft()
+
+    def next_noise(self) -> np.ndarray:
+        noise = self.rng.standard_normal(self.backend.info.noise_dim).astype(np.float32)
+        return noise * np.float32(self.controls.noise_scale)
+
+    # -- output side -----------------------------------------------------------------------
+    def accept(
+        self, state: ModelState, accompaniment: np.ndarray, compute_s: float | None = None
+    ) -> None:
+        """The model's result for the hop last taken: new state and one accompaniment hop."""
+        self.state = state
+        if compute_s is not None:
+            self.telemetry.record(compute_s)
+        target = np.float32(self.controls.gain)
+        # Ramp gain changes across the hop, so a knob turn never clicks.
+        ramp = np.linspace(self._gain_now, target, self.hop, endpoint=False, dtype=np.float32)
+        self._gain_now = float(target)
+        self._emit(accompaniment.reshape(-1).astype(np.float32) * ramp)
+
+    def _emit(self, audio: np.ndarray) -> None:
+        if self._out_of_model is not None:
+            audio = self._out_of_model.resample_chunk(audio)
+        overflow = len(audio) - self._output.space()
+        if overflow > 0:  # nobody is reading: drop the oldest rather than grow
+            self._output.skip(overflow)
+        self._output.write(audio)
+
+    def read(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        got = self._output.read_into(out)
+        self.underruns += n - got
+        return out
+
+    def available(self) -> int:
+        return self._output.available()
+
+    # -- everything at once ---------------------------------------------------------------
+    def step_pending(self) -> None:
+        """Run the model on every complete hop, one at a time."""
+        while self._hops:
+            hop = self.take_hop()
+            noise = self.next_noise()
+            started = time.perf_counter()
+            state, out = self.backend.step(self.state, hop[None], noise[None])
+            self.accept(state, out[0], time.perf_counter() - started)
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """One block in, the accompaniment for the same span of samples out."""
+        self.feed(block)
+        self.step_pending()
+        return self.read(len(block))
+
+    def reset(self) -> None:
+        """Start the accompaniment afresh at the next hop; timing stays where it is."""
+        self._reset_at_next_hop = True
+
+    def reseed(self, seed: int) -> None:
+        self.config = SessionConfig(self.device_rate, seed, self.config.resample_quality)
+        self.rng = np.random.default_rng(seed)
