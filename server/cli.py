@@ -15,9 +15,14 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from server import cli_models  # noqa: E402  (registers data, train and export)
+from server import cli_live, cli_models  # noqa: E402  (register their commands)
 
 cli_models.register(app)
+cli_live.register(app)
+
+from server import cli_engine  # noqa: E402  (registers accompany, demo and bench)
+
+cli_engine.register(app)
 
 
 @app.command()

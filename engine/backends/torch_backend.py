@@ -54,7 +54,8 @@ class TorchBackend:
         from models.generator import KVState
 
         latent, encoder = self.codec.encode_step(audio, encoder)
-        kv, accompaniment = self.generator.step(KVState(*generator), latent, noise)
+        position, keys, values = generator  # the ONNX graph's state order
+        kv, accompaniment = self.generator.step(KVState(keys, values, position), latent, noise)
         out, decoder = self.codec.decode_step(accompaniment, decoder)
         return out, encoder, decoder, [kv.position, kv.keys, kv.values]
 
