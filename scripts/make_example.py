@@ -23,8 +23,10 @@ def main(root: Path, piece_id: str, seconds: float) -> None:
     audio = read_audio(root, example.live.file)[: int(seconds * example.sample_rate)]
     EXAMPLE_RECORDING.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(EXAMPLE_RECORDING), audio, example.sample_rate, subtype="PCM_16")
-    print(f"wrote {EXAMPLE_RECORDING}: {piece_id} live part ({example.live.name}, GM program "
-          f"{example.live.program}, {example.soundfont}), {len(audio) / example.sample_rate:.1f} s")
+    print(
+        f"wrote {EXAMPLE_RECORDING}: {piece_id} live part ({example.live.name}, GM program "
+        f"{example.live.program}, {example.soundfont}), {len(audio) / example.sample_rate:.1f} s"
+    )
 
 
 if __name__ == "__main__":

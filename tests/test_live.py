@@ -1,0 +1,337 @@
+"""The live path: LiveEngine's callback and worker against file mode, underrun fades, and
+`bandmate jam` / `bandmate devices` as real commands on a real JACK server."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine.backends import Backend, create_backend
+from engine.checkpoint import load_engine_checkpoint
+from engine.filemode import accompany
+from engine.jackd import JackServer
+from engine.live import FADE_SECONDS, LiveConfig, LiveEngine
+from engine.session import Session, SessionConfig
+from models.data.manifest import Manifest, read_audio
+from tests.helpers import BANDMATE
+
+RATE = 48_000
+
+
+@pytest.fixture(scope="module")
+def onnx_backend(tiny_checkpoint: Path) -> Backend:
+    return create_backend(load_engine_checkpoint(tiny_checkpoint), "onnx")
+
+
+@pytest.fixture(scope="module")
+def recording(tiny_data: tuple[Path, Manifest]) -> np.ndarray:
+    """Eight seconds of a real rendered live part at 48 kHz."""
+    root, manifest = tiny_data
+    audio = read_audio(root, manifest.examples[0].live.file)[: 8 * RATE].astype(np.float32)
+    assert np.abs(audio).max() > 1e-3, "the fixture recording is silent"
+    return audio
+
+
+def engine_for(backend: Backend, rate: int = RATE, **config: Any) -> LiveEngine:
+    session = Session(backend, SessionConfig(device_rate=rate, seed=3))
+    return LiveEngine(session, LiveConfig(samplerate=rate, **config), output_channels=4)
+
+
+def callback(engine: LiveEngine, block: np.ndarray) -> np.ndarray:
+    """One device callback with `block` on input channel 1 (a constant on channel 0, which
+    must be ignored); returns the four output channels."""
+    indata = np.stack([np.full_like(block, 0.5), block], axis=1)
+    outdata = np.full((len(block), 4), np.nan, np.float32)
+    engine.callback(indata, outdata, len(block), None, None)
+    return outdata
+
+
+def wait_until_processed(engine: LiveEngine, samples: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while engine.processed < samples:
+        engine.check_worker()
+        assert time.monotonic() < deadline, "the worker did not keep up"
+        time.sleep(0.0005)
+
+
+def live_run(engine: LiveEngine, audio: np.ndarray, block: int) -> np.ndarray:
+    """Drive the callback block by block with the worker thread running, letting the worker
+    finish each block before the next callback, so nothing underruns."""
+    engine.start_worker()
+    outputs = []
+    try:
+        for start in range(0, len(audio), block):
+            outputs.append(callback(engine, audio[start : start + block]))
+            wait_until_processed(engine, min(start + block, len(audio)))
+    finally:
+        engine.stop_worker()
+    return np.concatenate(outputs)
+
+
+@pytest.mark.parametrize("rate", [48_000, 44_100])
+def test_live_accompaniment_equals_file_mode_delayed_by_the_reported_latency(
+    onnx_backend: Backend, recording: np.ndarray, rate: int
+) -> None:
+    audio = recording[: 3 * RATE]
+    engine = engine_for(onnx_backend, rate, input_channel=1, output_channel=2, extra_blocks=3)
+    out = live_run(engine, audio, block=256)
+    expected = accompany(audio, rate, onnx_backend, seed=3, blocksize=1000).accompaniment
+    shift = engine.latency_samples  # no stream: the session's latency plus the extra blocks
+    assert shift == engine.session.latency_samples + 3 * 256
+    assert engine.session.telemetry.misses == 0
+    np.testing.assert_array_equal(out[:, 2], out[:, 3])
+    assert not out[:, :2].any(), "channels outside the output pair must be silent"
+    assert not out[:shift, 2].any()
+    np.testing.assert_array_equal(out[shift:, 2], expected[: len(audio) - shift])
+
+
+def test_monitor_mix_is_dry_input_plus_accompaniment_with_their_gains(
+    onnx_backend: Backend, recording: np.ndarray
+) -> None:
+    audio = recording[:RATE]
+    wet = live_run(engine_for(onnx_backend, input_channel=1, output_channel=2), audio, 256)
+    mixed_engine = engine_for(
+        onnx_backend, input_channel=1, output_channel=2, dry_gain=0.5, wet_gain=0.25
+    )
+    mixed = live_run(mixed_engine, audio, 256)
+    np.testing.assert_allclose(mixed[:, 2], 0.5 * audio + 0.25 * wet[:, 2], atol=1e-6)
+
+
+def test_an_underrun_fades_out_counts_misses_and_the_accompaniment_realigns(
+    onnx_backend: Backend, recording: np.ndarray
+) -> None:
+    """The worker is driven by hand (no thread) and stalls for six callbacks. The session is
+    the real one; no stub backend."""
+    audio, block, extra = recording[: 2 * RATE], 256, 2
+    engine = engine_for(onnx_backend, input_channel=1, output_channel=2, extra_blocks=extra)
+    fade = round(FADE_SECONDS * RATE)
+    outputs, position, recovered_at = [], 0, None
+
+    def play(frames: int) -> None:
+        nonlocal position
+        outputs.append(callback(engine, audio[position : position + frames])[:, 2])
+        position += frames
+
+    for _ in range(40):  # in step
+        play(block)
+        engine.work()
+    underrun_at = engine.processed + extra * block  # where the buffered accompaniment ends
+    for _ in range(6):  # the worker stalls; 384-frame callbacks run dry mid-block
+        play(384)
+    assert engine.session.telemetry.misses == 5
+    while position + block <= len(audio):  # the worker catches up
+        owed_before, start = engine.owed, position
+        play(block)
+        if owed_before and not engine.owed and recovered_at is None:
+            recovered_at = start
+        engine.work()
+    assert engine.session.telemetry.misses == 6, "the first callback after the stall is short too"
+    assert recovered_at is not None
+
+    out = np.concatenate(outputs)
+    expected = accompany(audio, RATE, onnx_backend, seed=3, blocksize=512).accompaniment
+    shift = engine.latency_samples
+    reference = np.concatenate([np.zeros(shift, np.float32), expected])[: len(out)]
+    np.testing.assert_array_equal(out[:underrun_at], reference[:underrun_at])
+    last = out[underrun_at - 1]
+    ramp = np.clip(1 - np.arange(1, fade + 1) / fade, 0, None).astype(np.float32)
+    np.testing.assert_allclose(out[underrun_at : underrun_at + fade], last * ramp, atol=1e-6)
+    jumps = np.abs(np.diff(out[underrun_at - 1 : underrun_at + fade + 1]))
+    assert jumps.max() <= abs(last) / fade + 1e-6, "the underrun must fade, not click"
+    assert not out[underrun_at + fade : recovered_at].any()
+    # After the fade-in the accompaniment is exactly where file mode has it: no drift.
+    settled = recovered_at + fade
+    assert settled < len(out) - RATE // 2
+    np.testing.assert_array_equal(out[settled:], reference[settled:])
+
+
+def bandmate(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BANDMATE, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.jack
+def test_devices_lists_the_jack_device(jack_server: JackServer) -> None:
+    result = bandmate("devices")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\s*\d+\s+2\s+2\s+48000\s+JACK Audio Connection Kit / ", result.stdout, re.M)
+
+
+@pytest.mark.jack
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--input-device", "no-such-device"], "no audio device matches 'no-such-device'"),
+        (["--samplerate", "12345"], "unsupported sample rate 12345 Hz"),
+        (["--input-channel", "7"], "input channel 7 out of range"),
+    ],
+)
+def test_jam_reports_a_bad_setting_as_one_error_line(
+    jack_server: JackServer, tiny_checkpoint: Path, options: list[str], fragment: str
+) -> None:
+    result = bandmate("jam", "--seconds", "1", "--checkpoint", tiny_checkpoint, *options)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.jack
+def test_jam_exits_with_one_error_line_when_jackd_goes_away(
+    tiny_checkpoint: Path, jack_server: JackServer
+) -> None:
+    """PortAudio blocks forever in stop/close once its JACK server is gone; jam must not."""
+    # A short name: JACK 1.9.21 clients abort (malloc assertion) on 24- or 40-character ones.
+    own = JackServer(name=f"bm-lost-{os.getpid()}").start()
+    try:
+        jam = subprocess.Popen(
+            [BANDMATE, "jam", "--checkpoint", str(tiny_checkpoint)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **own.client_env()},
+        )  # fmt: skip
+        assert jam.stdout is not None and jam.stdout.readline().startswith("jam: ")
+    finally:
+        own.stop()
+    stdout, stderr = jam.communicate(timeout=60)
+    assert jam.returncode == 2
+    assert stderr.strip().splitlines() == [
+        "error: the audio device stopped calling back (is jackd gone?)"
+    ]
+    assert stdout.startswith("telemetry: ")
+
+
+class JamProbe:
+    """A JACK client that records jam's output and, once told, plays a recording into jam's
+    input. Its process callback only copies into preallocated arrays."""
+
+    def __init__(self, feed: np.ndarray, seconds: float):
+        import jack
+
+        self.client = jack.Client("bandmate-test", no_start_server=True)
+        self.feed_port = self.client.outports.register("feed")
+        self.capture_port = self.client.inports.register("capture")
+        self.feed, self.recorded = feed, np.zeros(int(seconds * RATE), np.float32)
+        self.fed = self.captured = 0
+        self.recording = self.feeding = False
+        self.feed_started_at: int | None = None  # recorded index of the first fed sample
+        self.xruns: list[int] = []  # recorded index when JACK reported each xrun
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(lambda _delay_us: self.xruns.append(self.captured))
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        if self.recording:
+            n = min(frames, len(self.recorded) - self.captured)
+            self.recorded[self.captured : self.captured + n] = self.capture_port.get_array()[:n]
+            if self.feeding and self.feed_started_at is None:
+                self.feed_started_at = self.captured
+            self.captured += n
+        out = self.feed_port.get_array()
+        chunk = self.feed[self.fed : self.fed + frames] if self.feeding else self.feed[:0]
+        out[: len(chunk)] = chunk
+        out[len(chunk) :] = 0
+        self.fed += len(chunk)
+
+    def wait_for_jam_ports(self, jam: subprocess.Popen[str], known: set[str]) -> None:
+        """Connect the new PortAudio client's in_0 and out_0 (and cut in_0 off the dummy
+        capture, which PortAudio connected it to)."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert jam.poll() is None, jam.communicate()
+            new = [p for p in self.client.get_ports(is_audio=True) if p.name not in known]
+            inputs = [p for p in new if p.is_input and p.name.endswith(":in_0")]
+            outputs = [p for p in new if p.is_output and p.name.endswith(":out_0")]
+            if inputs and outputs:
+                for source in self.client.get_all_connections(inputs[0]):
+                    self.client.disconnect(source, inputs[0])
+                self.client.connect(self.feed_port, inputs[0])
+                self.client.connect(outputs[0], self.capture_port)
+                return
+            time.sleep(0.01)
+        pytest.fail("jam's PortAudio ports never appeared")
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def find_exactly(window: np.ndarray, within: np.ndarray) -> int | None:
+    """Where `window` occurs in `within` sample for sample, if it does."""
+    starts = np.flatnonzero(within[: len(within) - len(window)] == window[0])
+    return next((int(s) for s in starts if np.array_equal(within[s : s + len(window)], window)),
+                None)  # fmt: skip
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_jam_accompanies_a_recording_through_jack_exactly_as_file_mode_does(
+    jack_server: JackServer, tiny_checkpoint: Path, onnx_backend: Backend, recording: np.ndarray
+) -> None:
+    client = JamProbe(recording, seconds=20)
+    known = {p.name for p in client.client.get_ports()}
+    jam = subprocess.Popen(
+        [BANDMATE, "jam", "--seconds", "10", "--checkpoint", str(tiny_checkpoint),
+         "--samplerate", "48000", "--blocksize", "256", "--extra-blocks", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        client.wait_for_jam_ports(jam, known)
+        client.recording = True
+        time.sleep(1.0)  # a second of silent input first: it pins down the alignment
+        client.feeding = True
+        stdout, stderr = jam.communicate(timeout=120)
+    finally:
+        if jam.poll() is None:
+            jam.kill()
+        client.close()
+    assert jam.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    reported = re.search(
+        r"^jam: backend onnx-cpu;.*latency \d+\.\d ms = (\d+) samples", stdout, re.M
+    )
+    assert reported, stdout
+    assert re.search(r"^telemetry: \d+ hops, p50 .* misses, real-time factor", stdout, re.M)
+
+    recorded, started = client.recorded[: client.captured], client.feed_started_at
+    assert started is not None and len(recorded) - started > 5 * RATE
+    accompanied = recorded[started + 4096 :]
+    assert not np.isnan(recorded).any()
+    assert 1e-4 < float(np.sqrt(np.mean(accompanied**2))) < 1.0
+    assert np.abs(accompanied).max() > 1e-2, "the accompaniment is silent"
+
+    # While the input is silent, jam plays file mode's output for silence, sample for
+    # sample; finding where gives the offset between our recorded count and file mode's.
+    silence = accompany(np.zeros(started + 10 * RATE, np.float32), RATE, onnx_backend)
+    windows = range(4096, started - 2048, 4096)
+    found = [find_exactly(recorded[a : a + 2048], silence.accompaniment) for a in windows]
+    matches = [(a, f - a) for a, f in zip(windows, found, strict=True) if f is not None]
+    assert matches, "jam's output for silent input is nowhere file mode's"
+    anchor, offset = matches[-1]  # file mode's output index = recorded index + offset
+    # If the reported latency is the true one, jam heard our first fed sample as its input
+    # sample `onset`, and all we recorded from the anchor until jam stopped is file mode's
+    # output for that input. Except near an xrun: jam and this client may then disagree on a
+    # period of input or output, and the model's state differs for a while. A difference is
+    # allowed only if JACK reported an xrun at most the latency and a hop or two before it
+    # shows, or (the report comes late) a period or two after.
+    latency = int(reported.group(1))
+    onset = started + offset + latency
+    live_input = np.concatenate([np.zeros(onset, np.float32), recording, np.zeros(10 * RATE)])
+    expected = accompany(live_input.astype(np.float32), RATE, onnx_backend).accompaniment
+    stopped = int(np.flatnonzero(recorded)[-1]) - 1024  # then only silence came: jam's end
+    differs = np.flatnonzero(
+        recorded[anchor:stopped] != expected[anchor + offset : stopped + offset]
+    )
+    if len(differs):
+        first = anchor + int(differs[0])
+        assert any(first - latency - 4096 <= x <= first + 4096 for x in client.xruns), (
+            f"live != file mode from recorded sample {first} (fed from {started}) with no xrun"
+        )
