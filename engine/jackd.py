@@ -20,7 +20,10 @@ class JackServer:
     def __init__(self, sample_rate: int = 48_000, period: int = 256, name: str | None = None):
         self.sample_rate = sample_rate
         self.period = period
-        self.name = name or f"bandmate-{os.getpid()}"
+        name = name or f"bandmate-{os.getpid()}"
+        # jackd2 1.9.21's clients abort (a glibc malloc assertion) when the server name is
+        # exactly 24 or 40 characters long; one more character keeps them clear of it.
+        self.name = name + "_" if len(name) in (24, 40) else name
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
