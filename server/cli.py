@@ -4,7 +4,6 @@ is fast and the runtime commands never import torch."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import typer
 
@@ -15,32 +14,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from server import cli_live, cli_models  # noqa: E402  (register their commands)
+from server import cli_engine, cli_live, cli_models  # noqa: E402  (register their commands)
 
 cli_models.register(app)
 cli_live.register(app)
-
-from server import cli_engine  # noqa: E402  (registers accompany, demo and bench)
-
 cli_engine.register(app)
-
-
-@app.command()
-def demo(
-    out: Path = typer.Option(Path("out/demo"), help="Where to write the demo output."),
-) -> None:
-    """The main job on the shipped default: for now, a quick data build."""
-    from server.cli_models import data_build
-
-    data_build(
-        out=out / "data",
-        seed=0,
-        limit=3,
-        jobs=1,
-        sources="bach,palestrina,band",
-        soundfonts="timgm6mb",
-        max_seconds=20.0,
-    )
 
 
 def user_error_types() -> tuple[type[Exception], ...]:

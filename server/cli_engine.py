@@ -1,5 +1,4 @@
 """CLI commands for the engine: file mode, the demo, and the latency benchmark."""
-# demo_command is registered once the shipped default checkpoint exists.
 
 from __future__ import annotations
 
@@ -85,4 +84,5 @@ def bench_latency(
 
 def register(app: typer.Typer) -> None:
     app.command("accompany")(accompany_command)
+    app.command("demo")(demo_command)
     app.add_typer(bench_app, name="bench")
