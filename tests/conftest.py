@@ -8,12 +8,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine import portaudio
+from engine.backends import Backend, create_backend
+from engine.checkpoint import load_engine_checkpoint
 from engine.jackd import JackServer
 from models.data.build import build_dataset
-from models.data.manifest import Manifest
+from models.data.manifest import Manifest, read_audio
 from tests.helpers import tiny_build_config, train_tiny_checkpoint
 
 
@@ -29,6 +32,20 @@ def tiny_checkpoint(
 ) -> Path:
     """A tiny codec + generator, trained for a few steps on tiny_data and exported to ONNX."""
     return train_tiny_checkpoint(tiny_data[0], tmp_path_factory.mktemp("tiny_checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def onnx_backend(tiny_checkpoint: Path) -> Backend:
+    return create_backend(load_engine_checkpoint(tiny_checkpoint), "onnx")
+
+
+@pytest.fixture(scope="session")
+def live_recording(tiny_data: tuple[Path, Manifest]) -> np.ndarray:
+    """Eight seconds of a real rendered live part at 48 kHz."""
+    root, manifest = tiny_data
+    audio = read_audio(root, manifest.examples[0].live.file)[: 8 * 48_000].astype(np.float32)
+    assert np.abs(audio).max() > 1e-3, "the fixture recording is silent"
+    return audio
 
 
 @pytest.fixture(scope="module")

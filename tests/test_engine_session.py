@@ -13,21 +13,11 @@ from engine.checkpoint import load_engine_checkpoint
 from engine.errors import EngineError
 from engine.scheduler import BatchScheduler
 from engine.session import Session, SessionConfig
-from models.data.manifest import Manifest, read_audio
 
 
 @pytest.fixture(scope="module")
-def onnx_backend(tiny_checkpoint: Path) -> Backend:
-    return create_backend(load_engine_checkpoint(tiny_checkpoint), "onnx")
-
-
-@pytest.fixture(scope="module")
-def recording(tiny_data: tuple[Path, Manifest]) -> np.ndarray:
-    """Three seconds of a real live part (48 kHz), scaled so the codec sees a real level."""
-    root, manifest = tiny_data
-    audio = read_audio(root, manifest.examples[0].live.file)[: 3 * 48_000]
-    assert np.abs(audio).max() > 1e-3, "the fixture recording is silent"
-    return audio.astype(np.float32)
+def recording(live_recording: np.ndarray) -> np.ndarray:
+    return live_recording[: 3 * 48_000]
 
 
 def run(

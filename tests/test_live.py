@@ -13,30 +13,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.backends import Backend, create_backend
-from engine.checkpoint import load_engine_checkpoint
+from engine.backends import Backend
 from engine.filemode import accompany
 from engine.jackd import JackServer
 from engine.live import FADE_SECONDS, LiveConfig, LiveEngine
 from engine.session import Session, SessionConfig
-from models.data.manifest import Manifest, read_audio
 from tests.helpers import BANDMATE
 
 RATE = 48_000
 
 
 @pytest.fixture(scope="module")
-def onnx_backend(tiny_checkpoint: Path) -> Backend:
-    return create_backend(load_engine_checkpoint(tiny_checkpoint), "onnx")
-
-
-@pytest.fixture(scope="module")
-def recording(tiny_data: tuple[Path, Manifest]) -> np.ndarray:
-    """Eight seconds of a real rendered live part at 48 kHz."""
-    root, manifest = tiny_data
-    audio = read_audio(root, manifest.examples[0].live.file)[: 8 * RATE].astype(np.float32)
-    assert np.abs(audio).max() > 1e-3, "the fixture recording is silent"
-    return audio
+def recording(live_recording: np.ndarray) -> np.ndarray:
+    return live_recording
 
 
 def engine_for(backend: Backend, rate: int = RATE, **config: Any) -> LiveEngine:
