@@ -82,6 +82,19 @@ def bench_latency(
     print_table(report)
 
 
+@bench_app.command("codec")
+def bench_codec(
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    checkpoint: Path | None = typer.Option(None, help="Checkpoint with codec weights."),
+) -> None:
+    """Does the codec use its latents? Real vs time-averaged vs another crop's (needs torch)."""
+    from benchmarks.codec_probe import CodecProbeConfig, print_table, run_codec_probe, write_report
+
+    report = run_codec_probe(CodecProbeConfig(checkpoint))
+    write_report(report, json_path)
+    print_table(report)
+
+
 def register(app: typer.Typer) -> None:
     app.command("accompany")(accompany_command)
     app.command("demo")(demo_command)
