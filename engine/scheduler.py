@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,9 +21,15 @@ from engine.session import Session
 
 
 class BatchScheduler:
-    def __init__(self, backend: Backend, max_batch: int = 64):
+    def __init__(
+        self,
+        backend: Backend,
+        max_batch: int = 64,
+        observer: Callable[[float, int], None] | None = None,
+    ):
         self.backend = backend
         self.max_batch = max_batch
+        self.observer = observer  # called with (seconds, batch size) after every round
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()  # guards the session table, never held while stepping
         self.rounds = 0
@@ -64,3 +71,5 @@ class BatchScheduler:
             session.accept(own_state, own_out, elapsed)
         self.rounds += 1
         self.last_round_seconds = elapsed
+        if self.observer is not None:
+            self.observer(elapsed, len(ready))
