@@ -45,3 +45,55 @@ def train_tiny_checkpoint(data_root: Path, work: Path) -> Path:
     exported = work / "exported"
     export_checkpoint(work / "generator" / "checkpoint", exported)
     return exported
+
+
+class RunningServer:
+    """A real `bandmate serve` process on loopback, stopped by `stop()`."""
+
+    def __init__(self, models_dir: Path, *extra: str, port: int | None = None):
+        import socket
+        import subprocess
+        import time
+
+        import httpx
+
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+        command = [BANDMATE, "serve", "--port", str(port), "--models-dir", str(models_dir), *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read().decode() if self.process.stdout else ""
+                raise RuntimeError(f"bandmate serve exited: {output}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("bandmate serve did not come up in 60 s")
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+        return self.process.stdout.read().decode() if self.process.stdout else ""

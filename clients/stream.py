@@ -1,0 +1,131 @@
+"""The Python client: stream audio to a Bandmate server and collect the accompaniment.
+
+`stream_audio` sends a recording block by block, at real-time pace or as fast as the server
+answers, then the server's reported latency of silence so every input sample gets its
+accompaniment, and returns the accompaniment aligned with the input (the first
+`latency_samples` trimmed), as `bandmate accompany` writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from clients.errors import ClientError
+from server.protocol import encode_pcm, pcm_to_float
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    url: str = "ws://127.0.0.1:8000"  # the server's base URL (ws://, wss://, http://, https://)
+    token: str | None = None
+    checkpoint: str = "default"
+    seed: int = 0
+    blocksize: int = 1024  # frames per message
+    realtime: bool = True  # False: send as fast as the server answers (--fast)
+    format: str = "float32"
+    controls: tuple[tuple[str, float | int | str], ...] = ()  # sent right after `ready`
+
+
+@dataclass
+class StreamResult:
+    accompaniment: np.ndarray  # aligned with the input, at its rate
+    ready: dict[str, Any]
+    telemetry: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stream_url(base: str, token: str | None = None) -> str:
+    parts = urlsplit(base)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss") or not parts.netloc:
+        raise ClientError(f"not a server URL: {base!r} (expected ws://HOST:PORT)")
+    query = urlencode({"token": token}) if token else ""
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/stream", query, ""))
+
+
+async def open_stream(options: StreamOptions, rate: int) -> tuple[ClientConnection, dict[str, Any]]:
+    url = stream_url(options.url, options.token)
+    try:
+        socket = await connect(url, max_size=None, open_timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise ClientError(f"cannot connect to {options.url}: {exc}") from None
+    opening = {"type": "open", "checkpoint": options.checkpoint, "seed": options.seed,
+               "sample_rate": rate, "format": options.format}  # fmt: skip
+    await socket.send(json.dumps(opening))
+    try:
+        ready = json.loads(await socket.recv())
+    except ConnectionClosed as exc:
+        raise ClientError(f"server closed the stream: {_close_reason(exc)}") from None
+    if ready.get("type") != "ready":
+        raise ClientError(f"server answered {ready}")
+    for name, value in options.controls:
+        await socket.send(json.dumps({"type": "control", "name": name, "value": value}))
+    return socket, ready
+
+
+async def stream_audio(audio: np.ndarray, rate: int, options: StreamOptions) -> StreamResult:
+    socket, ready = await open_stream(options, rate)
+    latency = int(ready["latency_samples"])
+    padded = np.concatenate([audio.astype(np.float32), np.zeros(latency, np.float32)])
+    result = StreamResult(np.zeros(0, np.float32), ready)
+    received: list[np.ndarray] = []
+    got = 0
+    done, progress = asyncio.Event(), asyncio.Event()
+    in_flight = rate // 2  # --fast: at most half a second ahead, well inside the server's backlog
+
+    async def receive() -> None:
+        nonlocal got
+        async for message in socket:
+            if isinstance(message, bytes):
+                received.append(pcm_to_float(message, options.format))
+                got += len(received[-1])
+                progress.set()
+                if got >= len(padded):
+                    done.set()
+            else:
+                parsed = json.loads(message)
+                kind = parsed.get("type")
+                (result.telemetry if kind == "telemetry" else result.errors).append(parsed)
+
+    receiver = asyncio.create_task(receive())
+    try:
+        started = time.perf_counter()
+        for index, start in enumerate(range(0, len(padded), options.blocksize)):
+            await socket.send(encode_pcm(padded[start : start + options.blocksize], options.format))
+            if options.realtime:
+                due = started + (index + 1) * options.blocksize / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            while start - got > in_flight and not receiver.done():
+                progress.clear()
+                await asyncio.wait_for(progress.wait(), 30)
+        wait = asyncio.create_task(done.wait())
+        finished, _ = await asyncio.wait(
+            {wait, receiver}, timeout=30, return_when=asyncio.FIRST_COMPLETED
+        )
+        wait.cancel()
+        if receiver in finished and not done.is_set():
+            error = receiver.exception()
+            reason = _close_reason(error) if isinstance(error, ConnectionClosed) else error
+            raise ClientError(f"server closed the stream: {reason}")
+        if not done.is_set():
+            raise ClientError(f"timed out: {got} of {len(padded)} samples came back")
+    finally:
+        receiver.cancel()
+        await socket.close()
+    result.errors = [e for e in result.errors if e.get("type") == "error"]
+    result.accompaniment = np.concatenate(received)[latency : latency + len(audio)]
+    return result
+
+
+def _close_reason(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd
+    return f"{frame.code} {frame.reason}" if frame is not None else "connection lost"

@@ -1,0 +1,64 @@
+"""`bandmate serve` configuration: one typed model, filled from the command line."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.checkpoint import DEFAULT_CHECKPOINT
+from server.errors import ServerError
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    # Clients name checkpoints; only the folders directly inside this one can be named.
+    models_dir: Path = DEFAULT_CHECKPOINT.parent
+    token: str | None = None
+    backend: str = "auto"
+    threads: Annotated[int, Field(ge=1)] = 1  # per backend; the event loop needs a core too
+    max_sessions: Annotated[int, Field(ge=1)] = 16
+    # Limits. A larger message closes with 1009; no message for idle_timeout_s closes with
+    # 4408; a client that reads too slowly loses its oldest output beyond send_queue_messages;
+    # input the model has not caught up with beyond max_backlog_s is dropped. All counted.
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
+    idle_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    send_queue_messages: Annotated[int, Field(ge=2)] = 64
+    max_backlog_s: Annotated[float, Field(gt=0)] = 2.0
+    telemetry_interval_s: Annotated[float, Field(gt=0)] = 0.5
+    midi_in: str | None = None
+    midi_map: Path | None = None
+    osc_port: Annotated[int | None, Field(ge=1, le=65535)] = None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(config: ServerConfig) -> None:
+    """Refuse, before anything starts, what would expose the server or fail later."""
+    if not is_loopback(config.host) and not config.token:
+        raise ServerError(
+            f"binding to {config.host} exposes the server beyond this machine: "
+            "give --token (clients then send it), or bind to 127.0.0.1"
+        )
+    if config.port == 0:
+        return
+    try:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((config.host, config.port))
+    except OSError as exc:
+        raise ServerError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None

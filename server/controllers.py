@@ -1,0 +1,167 @@
+"""Control from outside the socket: MIDI CCs (python-rtmidi) and OSC messages (python-osc)
+set session controls, validated exactly as a WebSocket `control` message is.
+
+Both apply to every session, or with OSC to one: `/bandmate/<control> value` or
+`/bandmate/<session id>/<control> value`; `/bandmate/reset` (or a mapped CC) resets. They
+run on their own threads; SessionHost.command is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from server.errors import ServerError
+from server.host import SessionHost
+from server.protocol import CONTROL_RANGES, SetControl
+
+log = logging.getLogger("bandmate.server")
+DEFAULT_MIDI_MAP = Path(__file__).resolve().parent.parent / "clients" / "midi_map.yaml"
+
+
+class Controller(Protocol):
+    def close(self) -> None: ...
+
+
+def apply_control(host: SessionHost, name: str, value: Any, session: str | None = None) -> bool:
+    """Validate and queue a control for one session or all; False (logged) if invalid."""
+    targets = host.all() if session is None else [s for s in host.all() if s.id == session]
+    if name == "reset":
+        for hosted in targets:
+            host.command(hosted, "reset")
+        return True
+    try:
+        control = SetControl(type="control", name=name, value=value)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        log.warning("ignored control %s=%r: %s", name, value, exc.errors()[0]["msg"])
+        return False
+    if control.name in ("checkpoint", "anticipation"):
+        log.warning("ignored control %s: set it over the WebSocket", name)
+        return False
+    for hosted in targets:
+        host.command(hosted, control.name, control.value)
+    return True
+
+
+class CcMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cc: int = Field(ge=0, le=127)
+    control: str
+    min: float = 0.0
+    max: float = 1.0
+    channel: int | None = Field(default=None, ge=1, le=16)
+    trigger: bool = False
+
+
+class MidiMap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mappings: list[CcMapping]
+
+
+def load_midi_map(path: Path | None) -> MidiMap:
+    path = path or DEFAULT_MIDI_MAP
+    try:
+        midi_map = MidiMap.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ServerError(f"cannot read MIDI map {path}: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ServerError(f"MIDI map {path}: {where}: {first['msg']}") from None
+    for mapping in midi_map.mappings:
+        if mapping.control not in (*CONTROL_RANGES, "reset") or mapping.control in (
+            "seed",
+            "anticipation",
+        ):
+            raise ServerError(f"MIDI map {path}: cc {mapping.cc}: cannot map {mapping.control!r}")
+    return midi_map
+
+
+class MidiController:
+    """A virtual MIDI input; on Linux through JACK (where there is no ALSA sequencer)."""
+
+    def __init__(self, host: SessionHost, port_name: str, midi_map: MidiMap, api: str = "jack"):
+        import rtmidi
+
+        apis = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA,
+                "coremidi": rtmidi.API_MACOSX_CORE, "auto": rtmidi.API_UNSPECIFIED}  # fmt: skip
+        self.host, self.map = host, midi_map
+        self.changes = 0
+        try:
+            self.midi_in = rtmidi.MidiIn(apis[api], name="bandmate")
+            self.midi_in.open_virtual_port(port_name)
+        except (rtmidi.SystemError, rtmidi.InvalidPortError) as exc:
+            raise ServerError(f"cannot open MIDI input {port_name!r} ({api}): {exc}") from None
+        self.midi_in.set_callback(self._on_message)
+
+    def _on_message(self, event: tuple[list[int], float], _: object = None) -> None:
+        message = event[0]
+        if len(message) != 3 or message[0] & 0xF0 != 0xB0:
+            return  # not a control change
+        channel, cc, value = (message[0] & 0x0F) + 1, message[1], message[2]
+        for mapping in self.map.mappings:
+            if mapping.cc != cc or mapping.channel not in (None, channel):
+                continue
+            if mapping.trigger:
+                if value >= 64:
+                    apply_control(self.host, mapping.control, None)
+            else:
+                scaled = mapping.min + (mapping.max - mapping.min) * value / 127
+                apply_control(self.host, mapping.control, scaled)
+            self.changes += 1
+
+    def close(self) -> None:
+        self.midi_in.close_port()
+        self.midi_in.delete()
+
+
+class OscController:
+    def __init__(self, host: SessionHost, port: int, address: str = "127.0.0.1"):
+        from pythonosc.dispatcher import Dispatcher
+        from pythonosc.osc_server import ThreadingOSCUDPServer
+
+        self.host = host
+        dispatcher = Dispatcher()
+        dispatcher.map("/bandmate/*", self._on_message)
+        try:
+            self.server = ThreadingOSCUDPServer((address, port), dispatcher)
+        except OSError as exc:
+            raise ServerError(
+                f"cannot listen for OSC on UDP {address}:{port}: {exc.strerror}"
+            ) from None
+        self.thread = threading.Thread(target=self.server.serve_forever, name="bandmate-osc",
+                                       daemon=True)  # fmt: skip
+        self.thread.start()
+
+    def _on_message(self, address: str, *args: Any) -> None:
+        parts = address.strip("/").split("/")[1:]  # drop "bandmate"
+        if len(parts) not in (1, 2) or (parts[-1] != "reset" and len(args) != 1):
+            log.warning(
+                "ignored OSC %s %s: expected /bandmate/[session/]control value", address, args
+            )
+            return
+        session = parts[0] if len(parts) == 2 else None
+        apply_control(self.host, parts[-1], args[0] if args else None, session)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_controllers(
+    host: SessionHost, midi_in: str | None, midi_map: Path | None, osc_port: int | None,
+    osc_address: str = "127.0.0.1",
+) -> list[Controller]:  # fmt: skip
+    controllers: list[Controller] = []
+    if midi_in is not None:
+        controllers.append(MidiController(host, midi_in, load_midi_map(midi_map)))
+    if osc_port is not None:
+        controllers.append(OscController(host, osc_port, osc_address))
+    return controllers

@@ -1,0 +1,284 @@
+"""SessionHost: the server's sessions, stepped together by one thread.
+
+Threads. The event loop receives PCM and control messages and appends them to a session's
+inbox. One stepper thread owns every engine.Session and is the only code that touches one:
+it drains the inboxes, steps each checkpoint's sessions as one batch (BatchScheduler), and
+hands each block's output back to the loop. The Session code needs no locks, and a slow
+model never blocks the loop.
+
+Timing. For every input block of n frames the client gets n frames back: exactly what
+Session.process(block) returns, so a stream equals file mode for the same seed and input
+(file mode also trims the first `latency_samples`). A control message takes effect at the
+first hop after the audio received before it: the stepper feeds and steps the audio up to
+a command before applying it.
+
+Deadlines. A block's output is late when it is ready more than one hop after the block
+arrived; late blocks count as deadline misses in telemetry and /metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.ringbuffer import RingBuffer
+from engine.scheduler import BatchScheduler
+from engine.session import Session, SessionConfig, check_rate
+from server.catalog import CheckpointCatalog
+from server.errors import ServerError
+from server.metrics import ServerMetrics
+from server.protocol import SessionSpec
+
+SWITCH_FADE_SAMPLES = 512  # the old checkpoint's last sound fades out over this many
+
+
+class TooManySessions(ServerError):
+    pass
+
+
+@dataclass(frozen=True)
+class InputBlock:
+    samples: np.ndarray  # mono float32 at the session's rate
+    arrived: float  # time.perf_counter() when it came off the socket
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # a control name, or "reset"
+    value: object = None
+
+
+class HostedSession:
+    """One session as the server holds it: the engine Session plus its inbox, mix and
+    delivery. Everything but `inbox` and `deliver` belongs to the stepper thread."""
+
+    def __init__(self, session_id: str, spec: SessionSpec, session: Session):
+        self.id, self.spec, self.session = session_id, spec, session
+        self.checkpoint = spec.checkpoint
+        self.created = time.time()
+        self.inbox: deque[InputBlock | Command] = deque()
+        self.backlog_frames = 0  # frames in the inbox (written by both threads: approximate)
+        self.deliver: Callable[[np.ndarray], None] | None = None  # set while a stream is open
+        self.dry_wet = 1.0
+        self._dry_wet_now = 1.0
+        self._tail = np.zeros(0, np.float32)  # a switched-out checkpoint's fading last sound
+        self._dry = RingBuffer(session.latency_samples + 8 * 48_000)
+        self._dry.write(np.zeros(session.latency_samples, np.float32))
+        self.dropped_blocks = 0  # input dropped because the model fell behind
+        self.dropped_messages = 0  # output dropped because the client fell behind
+        self.late_blocks = 0
+
+    @property
+    def streaming(self) -> bool:
+        return self.deliver is not None
+
+    def controls(self) -> dict[str, float | int | str]:
+        controls = self.session.controls
+        return {
+            "gain": controls.gain,
+            "dry_wet": self.dry_wet,
+            "noise_scale": controls.noise_scale,
+            "anticipation": self.session.backend.info.anticipation,
+            "seed": self.session.config.seed,
+            "checkpoint": self.checkpoint,
+        }
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "checkpoint": self.checkpoint,
+            "sample_rate": self.spec.sample_rate,
+            "streaming": self.streaming,
+            "latency_samples": self.session.latency_samples,
+            "controls": self.controls(),
+            "telemetry": self.session.telemetry.summary().as_dict(),
+            "dropped_messages": self.dropped_messages + self.dropped_blocks,
+        }
+
+    def mix(self, accompaniment: np.ndarray, dry: np.ndarray) -> np.ndarray:
+        """wet * accompaniment + (1 - wet) * input, the input delayed to line up with the
+        accompaniment; dry/wet changes ramp across the block so they never click."""
+        n = len(accompaniment)
+        wet = np.linspace(self._dry_wet_now, self.dry_wet, n, endpoint=False, dtype=np.float32)
+        self._dry_wet_now = self.dry_wet
+        out = wet * accompaniment + (1 - wet) * dry
+        if len(self._tail):
+            k = min(n, len(self._tail))
+            out[:k] += self._tail[:k]
+            self._tail = self._tail[k:]
+        return out.astype(np.float32)
+
+    def switch_to(self, checkpoint: str, session: Session) -> None:
+        old = self.session
+        tail = old.read(min(old.available(), SWITCH_FADE_SAMPLES)) * np.float32(self.dry_wet)
+        self._tail = tail * np.linspace(1, 0, len(tail), dtype=np.float32)
+        session.controls = old.controls  # the knobs stay where the player left them
+        self.session, self.checkpoint = session, checkpoint
+
+
+class SessionHost:
+    def __init__(self, catalog: CheckpointCatalog, max_sessions: int, max_backlog_s: float,
+                 metrics: ServerMetrics):  # fmt: skip
+        self.catalog, self.metrics = catalog, metrics
+        self.max_sessions, self.max_backlog_s = max_sessions, max_backlog_s
+        self._sessions: dict[str, HostedSession] = {}
+        self._schedulers: dict[str, BatchScheduler] = {}
+        self._lock = threading.Lock()  # the two tables; never held while stepping
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bandmate-stepper", daemon=True)
+
+    # -- lifecycle (event loop side) ------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def create(self, spec: SessionSpec) -> HostedSession:
+        """Blocking (loads the checkpoint's backend on first use): call it off the loop."""
+        check_rate_or_raise(spec.sample_rate)
+        backend = self.catalog.backend(spec.checkpoint)
+        session = Session(backend, SessionConfig(device_rate=spec.sample_rate, seed=spec.seed))
+        hosted = HostedSession(uuid.uuid4().hex[:12], spec, session)
+        with self._lock:
+            if len(self._sessions) >= self.max_sessions:
+                raise TooManySessions(f"the server is full ({self.max_sessions} sessions)")
+            self._sessions[hosted.id] = hosted
+            self._scheduler(spec.checkpoint).add(hosted.id, session)
+        self.metrics.sessions.set(len(self._sessions))
+        return hosted
+
+    def get(self, session_id: str) -> HostedSession | None:
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    def all(self) -> list[HostedSession]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def remove(self, session_id: str) -> bool:
+        with self._lock:
+            hosted = self._sessions.pop(session_id, None)
+            if hosted is not None:
+                self._schedulers[hosted.checkpoint].remove(session_id)
+        self.metrics.sessions.set(len(self._sessions))
+        return hosted is not None
+
+    def submit(self, hosted: HostedSession, samples: np.ndarray) -> bool:
+        """Queue a block for the model; False (and counted) when the backlog is full."""
+        if hosted.backlog_frames + len(samples) > self.max_backlog_s * hosted.spec.sample_rate:
+            hosted.dropped_blocks += 1
+            self.metrics.dropped.labels("input").inc()
+            return False
+        hosted.backlog_frames += len(samples)
+        hosted.inbox.append(InputBlock(samples, time.perf_counter()))
+        self._wake.set()
+        return True
+
+    def command(self, hosted: HostedSession, name: str, value: object = None) -> None:
+        hosted.inbox.append(Command(name, value))
+        self._wake.set()
+
+    def _scheduler(self, checkpoint: str) -> BatchScheduler:
+        if checkpoint not in self._schedulers:
+            backend = self.catalog.backend(checkpoint)
+            self._schedulers[checkpoint] = BatchScheduler(backend, observer=self._observe_round)
+        return self._schedulers[checkpoint]
+
+    # -- the stepper thread ---------------------------------------------------------------
+    def _observe_round(self, seconds: float, batch: int) -> None:
+        self.metrics.frame_compute.observe(seconds)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.1)
+            self._wake.clear()
+            while self._cycle():
+                pass
+
+    def _cycle(self) -> bool:
+        """Feed every session's audio up to its next command, step all sessions in batches,
+        deliver the outputs. Returns whether any inbox still holds work."""
+        fed: list[tuple[HostedSession, list[InputBlock]]] = []
+        for hosted in self.all():
+            blocks = self._take_segment(hosted)
+            if blocks:
+                fed.append((hosted, blocks))
+        with self._lock:
+            schedulers = list(self._schedulers.values())
+        for scheduler in schedulers:
+            scheduler.step()
+        hop_seconds = 0.0
+        for hosted, blocks in fed:
+            hop_seconds = hosted.session.hop / hosted.session.model_rate
+            now = time.perf_counter()
+            for block in blocks:
+                n = len(block.samples)
+                out = hosted.mix(hosted.session.read(n), hosted._dry.read(n))
+                if now - block.arrived > hop_seconds:
+                    hosted.late_blocks += 1
+                    hosted.session.telemetry.miss()
+                    self.metrics.misses.inc()
+                if hosted.deliver is not None:
+                    hosted.deliver(out)
+        return any(h.inbox for h in self.all())
+
+    def _take_segment(self, hosted: HostedSession) -> list[InputBlock]:
+        blocks: list[InputBlock] = []
+        while hosted.inbox:
+            item = hosted.inbox[0]
+            if isinstance(item, InputBlock):
+                hosted.inbox.popleft()
+                hosted.backlog_frames -= len(item.samples)
+                hosted.session.feed(item.samples)
+                hosted._dry.write(item.samples)
+                blocks.append(item)
+            elif blocks:
+                break  # step the audio before it first
+            else:
+                hosted.inbox.popleft()
+                self._apply(hosted, item)
+        return blocks
+
+    def _apply(self, hosted: HostedSession, command: Command) -> None:
+        session = hosted.session
+        if command.name == "reset":
+            session.reset()
+        elif command.name == "gain":
+            session.controls.gain = float(command.value)  # type: ignore[arg-type]
+        elif command.name == "noise_scale":
+            session.controls.noise_scale = float(command.value)  # type: ignore[arg-type]
+        elif command.name == "dry_wet":
+            hosted.dry_wet = float(command.value)  # type: ignore[arg-type]
+        elif command.name == "seed":
+            session.reseed(int(command.value))  # type: ignore[call-overload]
+        elif command.name == "checkpoint":
+            self._switch(hosted, str(command.value))
+
+    def _switch(self, hosted: HostedSession, checkpoint: str) -> None:
+        if checkpoint == hosted.checkpoint:
+            return
+        config = hosted.session.config
+        session = Session(self.catalog.backend(checkpoint), config)
+        with self._lock:
+            self._schedulers[hosted.checkpoint].remove(hosted.id)
+            hosted.switch_to(checkpoint, session)
+            self._scheduler(checkpoint).add(hosted.id, session)
+
+
+def check_rate_or_raise(rate: int) -> None:
+    from engine.errors import EngineError
+
+    try:
+        check_rate(rate)
+    except EngineError as exc:
+        raise ServerError(str(exc)) from None

@@ -1,0 +1,263 @@
+"""WebSocket /v1/stream: one socket drives one session (protocol in docs/protocol.md).
+
+A message the client gets wrong is answered with an `error` and the stream goes on; only
+problems with the socket itself close it, each with its documented code. Whatever happens
+to one socket, the others keep streaming: every exception here ends this socket only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from fastapi import WebSocket
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from server.catalog import UnknownCheckpoint
+from server.config import ServerConfig
+from server.errors import ServerError
+from server.host import HostedSession, SessionHost, TooManySessions
+from server.metrics import ServerMetrics
+from server.protocol import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    ControlAck,
+    OpenMessage,
+    ProtocolError,
+    ReadyMessage,
+    SessionSpec,
+    SetControl,
+    TelemetryMessage,
+    decode_pcm,
+    encode_pcm,
+    parse_client_message,
+)
+
+log = logging.getLogger("bandmate.server")
+
+
+class Closing(Exception):
+    def __init__(self, code: CloseCode, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class Outbox:
+    """What the server has yet to send on one socket, bounded: when a slow client lets it
+    fill, the oldest audio goes first and is counted, so server memory never grows."""
+
+    def __init__(self, capacity: int, on_drop: Any):
+        self._items: deque[bytes | str] = deque()
+        self._capacity, self._on_drop = capacity, on_drop
+        self._ready = asyncio.Event()
+
+    def put(self, item: bytes | str) -> None:
+        if len(self._items) >= self._capacity:
+            audio = next((i for i, x in enumerate(self._items) if isinstance(x, bytes)), 0)
+            del self._items[audio]
+            self._on_drop()
+        self._items.append(item)
+        self._ready.set()
+
+    async def run(self, websocket: WebSocket) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._items:
+                item = self._items.popleft()
+                if isinstance(item, bytes):
+                    await websocket.send_bytes(item)
+                else:
+                    await websocket.send_text(item)
+
+
+def token_matches(expected: str | None, given: str | None) -> bool:
+    if expected is None:
+        return True
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+class StreamHandler:
+    def __init__(self, config: ServerConfig, host: SessionHost, metrics: ServerMetrics):
+        self.config, self.host, self.metrics = config, host, metrics
+
+    async def __call__(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        hosted: HostedSession | None = None
+        owned = False  # made by this socket's `open`, so it goes when the socket does
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            opening = await self._receive_open(websocket)
+            hosted, owned = await self._attach(opening)
+            outbox = Outbox(self.config.send_queue_messages, lambda: self._dropped(hosted))
+            loop = asyncio.get_running_loop()
+            fmt = opening.format
+
+            def deliver(samples: np.ndarray) -> None:  # on the stepper thread
+                loop.call_soon_threadsafe(outbox.put, encode_pcm(samples, fmt))
+
+            session = hosted.session
+            ready = ReadyMessage(
+                session=hosted.id,
+                checkpoint=hosted.checkpoint,
+                sample_rate=hosted.spec.sample_rate,
+                format=fmt,
+                hop_samples=session.hop,
+                model_sample_rate=session.model_rate,
+                latency_samples=session.latency_samples,
+            )
+            await websocket.send_text(ready.model_dump_json())
+            hosted.deliver = deliver
+            self.metrics.streams.inc()
+            tasks = [
+                asyncio.create_task(outbox.run(websocket)),
+                asyncio.create_task(self._telemetry(hosted, outbox)),
+            ]
+            await self._serve(websocket, opening, hosted, outbox, tasks[0])
+        except Closing as closing:
+            with contextlib.suppress(Exception):
+                await websocket.close(int(closing.code), closing.reason[:120])
+        except WebSocketDisconnect:
+            pass  # the client went, perhaps mid-message: nothing to answer
+        except Exception:
+            log.exception("stream failed")
+            with contextlib.suppress(Exception):
+                await websocket.close(int(CloseCode.SERVER_ERROR), "internal error")
+        finally:
+            for task in tasks:
+                task.cancel()
+            if hosted is not None and hosted.deliver is not None:
+                hosted.deliver = None
+                self.metrics.streams.dec()
+            if hosted is not None and owned:
+                self.host.remove(hosted.id)
+
+    def _dropped(self, hosted: HostedSession) -> None:
+        hosted.dropped_messages += 1
+        self.metrics.dropped.labels("output").inc()
+
+    async def _receive(self, websocket: WebSocket) -> Mapping[str, Any]:
+        try:
+            message = await asyncio.wait_for(websocket.receive(), self.config.idle_timeout_s)
+        except TimeoutError:
+            raise Closing(CloseCode.IDLE, f"nothing for {self.config.idle_timeout_s:g} s") from None
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        return message
+
+    async def _receive_open(self, websocket: WebSocket) -> OpenMessage:
+        given = websocket.query_params.get("token")
+        header = websocket.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            given = header[7:]
+        if given is not None and not token_matches(self.config.token, given):
+            raise Closing(CloseCode.UNAUTHORIZED, "wrong token")
+        message = await self._receive(websocket)
+        if message.get("text") is None:
+            raise Closing(CloseCode.BAD_OPEN, "the first message must be a JSON `open`")
+        try:
+            opening = OpenMessage.model_validate_json(message["text"])
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "open"
+            reason = f"bad open message: {where}: {first['msg']}"
+            raise Closing(CloseCode.BAD_OPEN, reason) from None
+        if given is None and not token_matches(self.config.token, opening.token):
+            raise Closing(CloseCode.UNAUTHORIZED, "missing or wrong token")
+        if opening.protocol != PROTOCOL_VERSION:
+            raise Closing(CloseCode.VERSION, f"this server speaks protocol {PROTOCOL_VERSION} only")
+        return opening
+
+    async def _attach(self, opening: OpenMessage) -> tuple[HostedSession, bool]:
+        if opening.session is None:
+            spec = SessionSpec(
+                checkpoint=opening.checkpoint or "default",
+                seed=opening.seed or 0,
+                sample_rate=opening.sample_rate or 48_000,
+            )
+            try:
+                hosted = await asyncio.to_thread(self.host.create, spec)
+            except TooManySessions as exc:
+                raise Closing(CloseCode.TOO_MANY_SESSIONS, str(exc)) from None
+            except ServerError as exc:  # an unknown checkpoint, an unsupported rate
+                raise Closing(CloseCode.BAD_OPEN, str(exc)) from None
+            return hosted, True
+        found = self.host.get(opening.session)
+        if found is None:
+            raise Closing(CloseCode.UNKNOWN_SESSION, f"no session {opening.session!r}")
+        for field, own in (("checkpoint", found.checkpoint), ("seed", found.spec.seed),
+                           ("sample_rate", found.spec.sample_rate)):  # fmt: skip
+            if getattr(opening, field) not in (None, own):
+                raise Closing(CloseCode.BAD_OPEN, f"session {found.id} has {field} {own}")
+        if found.streaming:
+            raise Closing(CloseCode.SESSION_BUSY, f"session {found.id} already has a stream")
+        return found, False
+
+    async def _serve(self, websocket: WebSocket, opening: OpenMessage, hosted: HostedSession,
+                     outbox: Outbox, sender: asyncio.Task[None]) -> None:  # fmt: skip
+        while not sender.done():
+            message = await self._receive(websocket)
+            try:
+                if message.get("bytes") is not None:
+                    samples, non_finite = decode_pcm(message["bytes"], opening)
+                    self.host.submit(hosted, samples)
+                    if non_finite:
+                        raise ProtocolError(
+                            "non_finite", f"{non_finite} NaN/Inf samples were played as silence"
+                        )
+                elif message.get("text") is not None:
+                    await self._control(message["text"], hosted, outbox)
+            except ProtocolError as error:
+                self.metrics.protocol_errors.labels(error.code).inc()
+                outbox.put(error.as_message().model_dump_json())
+
+    async def _control(self, text: str, hosted: HostedSession, outbox: Outbox) -> None:
+        message = parse_client_message(text)
+        if message.type == "ping":
+            outbox.put('{"type": "pong"}')
+            return
+        if message.type == "reset":
+            self.host.command(hosted, "reset")
+            return
+        assert isinstance(message, SetControl)
+        value = message.value
+        if message.name == "anticipation":
+            supported = hosted.session.backend.info.anticipation
+            if value != supported:
+                raise ProtocolError(
+                    "unsupported",
+                    f"checkpoint {hosted.checkpoint} was trained with anticipation {supported}",
+                )
+        elif message.name == "checkpoint":
+            try:  # load it here, off the stepper, so the switch itself is instant
+                await asyncio.to_thread(self.host.catalog.backend, str(value))
+            except UnknownCheckpoint as exc:
+                raise ProtocolError("unknown_checkpoint", str(exc)) from None
+            self.host.command(hosted, "checkpoint", value)
+        else:
+            self.host.command(hosted, message.name, value)
+        outbox.put(ControlAck(name=message.name, value=value).model_dump_json())
+
+    async def _telemetry(self, hosted: HostedSession, outbox: Outbox) -> None:
+        while True:
+            await asyncio.sleep(self.config.telemetry_interval_s)
+            summary = hosted.session.telemetry.summary()
+            message = TelemetryMessage(
+                hops=summary.hops,
+                p50_ms=summary.p50_ms,
+                p99_ms=summary.p99_ms,
+                max_ms=summary.max_ms,
+                misses=summary.misses,
+                real_time_factor=summary.real_time_factor,
+                latency_ms=summary.latency_ms,
+                dropped_messages=hosted.dropped_messages + hosted.dropped_blocks,
+                controls=hosted.controls(),
+            )
+            outbox.put(message.model_dump_json())

@@ -1,0 +1,81 @@
+"""MIDI CCs (through a real JACK server) and OSC messages change a session's controls, and
+the change shows in the stream's telemetry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rtmidi
+from pythonosc.udp_client import SimpleUDPClient
+from websockets.asyncio.client import connect
+
+from engine.jackd import JackServer
+from tests.helpers import RunningServer
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def telemetry_until(ws: Any, predicate: Any, block: bytes, timeout: float = 10) -> dict:
+    """Keep streaming silence; return the first telemetry that satisfies predicate."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await ws.send(block)
+        try:
+            message = await asyncio.wait_for(ws.recv(), 0.05)
+        except TimeoutError:
+            continue
+        if isinstance(message, str) and json.loads(message)["type"] == "telemetry":
+            telemetry = json.loads(message)
+            if predicate(telemetry["controls"]):
+                return telemetry
+    raise AssertionError("the control never showed in telemetry")
+
+
+@pytest.mark.jack
+def test_midi_cc_and_osc_change_controls(jack_server: JackServer, tiny_checkpoint: Path,
+                                         tmp_path: Path) -> None:  # fmt: skip
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "default").symlink_to(tiny_checkpoint)
+    osc_port = free_udp_port()
+    server = RunningServer(models, "--midi-in", "bandmate-cc", "--osc-port", str(osc_port))
+    midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="test-controller")
+    try:
+        ports = midi_out.get_ports()
+        target = next(i for i, name in enumerate(ports) if "bandmate-cc" in name)
+        midi_out.open_port(target)
+        block = np.zeros(1024, np.float32).tobytes()
+
+        async def scenario() -> None:
+            ws = await connect(f"{server.ws_url}/v1/stream")
+            await ws.send(json.dumps({"type": "open"}))
+            await ws.recv()
+            midi_out.send_message([0xB0, 7, 0])  # CC 7 (gain, 0..2) to 0
+            await telemetry_until(ws, lambda c: c["gain"] == 0.0, block)
+            midi_out.send_message([0xB0, 1, 127])  # mod wheel: dry_wet to 1.0 (stays)
+            midi_out.send_message([0xB0, 74, 127])  # CC 74: noise_scale to 2.0
+            await telemetry_until(ws, lambda c: c["noise_scale"] == 2.0, block)
+            SimpleUDPClient("127.0.0.1", osc_port).send_message("/bandmate/gain", 0.5)
+            await telemetry_until(ws, lambda c: c["gain"] == 0.5, block)
+            SimpleUDPClient("127.0.0.1", osc_port).send_message("/bandmate/gain", 99.0)
+            SimpleUDPClient("127.0.0.1", osc_port).send_message("/bandmate/dry_wet", 0.25)
+            seen = await telemetry_until(ws, lambda c: c["dry_wet"] == 0.25, block)
+            assert seen["controls"]["gain"] == 0.5  # out of range: ignored
+            await ws.close()
+
+        asyncio.run(scenario())
+        assert server.alive()
+    finally:
+        midi_out.close_port()
+        server.stop()
