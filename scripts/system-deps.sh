@@ -9,6 +9,8 @@ packages=(
   fluid-soundfont-gm                  # FluidR3_GM.sf2
   musescore-general-soundfont-small   # MuseScore_General.sf3, a second set of timbres
   libsndfile1                         # soundfile's FLAC/WAV I/O
+  chromium                            # headless browser for the browser page's test
+  chromium-driver                     # lets selenium drive it
 )
 
 missing=()

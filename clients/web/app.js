@@ -1,0 +1,201 @@
+// Bandmate in the browser: microphone -> AudioWorklet -> WebSocket -> server -> WebSocket
+// -> AudioWorklet -> speakers. Protocol: docs/protocol.md.
+"use strict";
+
+const BLOCK = 1024; // frames per message: one model hop at 48 kHz
+const CLOSE_REASONS = {
+  1006: "the connection dropped",
+  1009: "a message was too large",
+  4400: "the server refused the session settings",
+  4401: "the token is missing or wrong",
+  4404: "the session does not exist",
+  4408: "the server timed the stream out",
+  4409: "the session already has a stream",
+  4426: "this page speaks a protocol the server does not",
+  4429: "the server is full",
+  4500: "the server had an internal error",
+};
+const $ = (id) => document.getElementById(id);
+const stats = { sentBlocks: 0, receivedSamples: 0, receivedEnergy: 0, telemetry: 0,
+                reconnects: 0, errors: [] };
+window.bandmate = { stats };
+
+let audio = null; // {context, node, stream}
+let socket = null;
+let ready = null;
+let wanted = false; // the user pressed Start and not Stop
+let retryDelay = 1;
+let pending = new Float32Array(BLOCK);
+let pendingFill = 0;
+
+function token() { return $("token").value.trim(); }
+
+function headers() { return token() ? { Authorization: `Bearer ${token()}` } : {}; }
+
+function setStatus(text, kind) { const s = $("status"); s.textContent = text; s.className = `status ${kind}`; }
+
+function showError(text) { const e = $("error"); e.textContent = text; e.hidden = !text; if (text) stats.errors.push(text); }
+
+async function loadCheckpoints() {
+  try {
+    const response = await fetch("/v1/checkpoints", { headers: headers() });
+    if (response.status === 401) { showError("This server needs a token: enter it, then Start."); return; }
+    const select = $("checkpoint");
+    select.innerHTML = "";
+    for (const c of await response.json()) {
+      const option = document.createElement("option");
+      option.value = c.name;
+      option.textContent = `${c.name} · ${c.sample_rate / 1000} kHz`;
+      select.appendChild(option);
+    }
+  } catch (error) { showError(`Cannot reach the server: ${error}`); }
+}
+
+async function startAudio() {
+  const context = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
+  await context.audioWorklet.addModule("/static/worklet.js");
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 },
+  });
+  const node = new AudioWorkletNode(context, "bandmate-io", { numberOfInputs: 1, numberOfOutputs: 1,
+                                                               outputChannelCount: [2] });
+  context.createMediaStreamSource(stream).connect(node);
+  node.connect(context.destination);
+  node.port.onmessage = (event) => onInput(event.data);
+  await context.resume();
+  return { context, node, stream };
+}
+
+function level(samples) {
+  let sum = 0;
+  for (let i = 0; i < samples.length; i++) sum += samples[i] * samples[i];
+  return Math.sqrt(sum / Math.max(1, samples.length));
+}
+
+function setBar(id, fraction) { $(id).style.width = `${Math.max(0, Math.min(1, fraction)) * 100}%`; }
+
+function onInput(frames) {
+  setBar("input-bar", level(frames) * 4);
+  let offset = 0;
+  while (offset < frames.length) {
+    const take = Math.min(BLOCK - pendingFill, frames.length - offset);
+    pending.set(frames.subarray(offset, offset + take), pendingFill);
+    pendingFill += take;
+    offset += take;
+    if (pendingFill === BLOCK) {
+      if (ready && socket && socket.readyState === WebSocket.OPEN) {
+        socket.send(pending.buffer.slice(0));
+        stats.sentBlocks++;
+      }
+      pendingFill = 0;
+    }
+  }
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const query = token() ? `?token=${encodeURIComponent(token())}` : "";
+  socket = new WebSocket(`${scheme}://${location.host}/v1/stream${query}`);
+  socket.binaryType = "arraybuffer";
+  setStatus("connecting…", "connecting");
+  socket.onopen = () => socket.send(JSON.stringify({
+    type: "open", protocol: 1, checkpoint: $("checkpoint").value || "default",
+    seed: Number($("seed").value) || 0, sample_rate: audio.context.sampleRate, format: "float32",
+  }));
+  socket.onmessage = (event) => {
+    if (typeof event.data !== "string") return onAccompaniment(new Float32Array(event.data));
+    const message = JSON.parse(event.data);
+    if (message.type === "ready") onReady(message);
+    else if (message.type === "telemetry") onTelemetry(message);
+    else if (message.type === "error") showError(`Server: ${message.message}`);
+  };
+  socket.onclose = (event) => {
+    ready = null;
+    if (!wanted) return;
+    const why = CLOSE_REASONS[event.code] || `closed (${event.code})`;
+    const fatal = [4400, 4401, 4426].includes(event.code);
+    if (fatal) { showError(`Stopped: ${why}. ${event.reason || ""}`); stop(); return; }
+    showError(`Connection lost: ${why}. Reconnecting in ${retryDelay} s…`);
+    setStatus("reconnecting", "connecting");
+    setTimeout(() => { if (wanted) { stats.reconnects++; connect(); } }, retryDelay * 1000);
+    retryDelay = Math.min(retryDelay * 2, 8);
+  };
+}
+
+function onReady(message) {
+  ready = message;
+  retryDelay = 1;
+  showError("");
+  setStatus(`live · ${message.checkpoint}`, "live");
+  audio.node.port.postMessage({ prefill: 2 * BLOCK }); // jitter buffer: two hops
+  sendControls();
+}
+
+function onAccompaniment(samples) {
+  audio.node.port.postMessage(samples);
+  stats.receivedSamples += samples.length;
+  const rms = level(samples);
+  stats.receivedEnergy += rms * rms * samples.length;
+  setBar("output-bar", rms * 4);
+}
+
+function onTelemetry(t) {
+  stats.telemetry++;
+  const buffered = (2 * BLOCK) / audio.context.sampleRate * 1000;
+  $("latency").textContent = `${(t.latency_ms + buffered).toFixed(1)} ms`;
+  $("latency").title = `model ${t.latency_ms.toFixed(1)} ms + jitter buffer ${buffered.toFixed(1)} ms, plus the network`;
+  $("compute").textContent = `${t.p50_ms.toFixed(2)} / ${t.p99_ms.toFixed(2)} ms`;
+  $("rtf").textContent = t.real_time_factor.toFixed(3);
+  setBar("rtf-bar", t.real_time_factor);
+  $("misses").textContent = String(t.misses);
+  $("dropped").textContent = String(t.dropped_messages);
+  $("valence").textContent = t.valence === null ? "no EEG" : t.valence.toFixed(2);
+  setBar("valence-bar", t.valence === null ? 0 : (t.valence + 1) / 2);
+}
+
+function sendControl(name, value) {
+  if (ready && socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ type: "control", name, value }));
+  }
+}
+
+function sendControls() { for (const name of ["gain", "dry_wet", "noise_scale"]) sendControl(name, Number($(name).value)); }
+
+async function start() {
+  showError("");
+  $("start").disabled = true;
+  try {
+    audio = audio || await startAudio();
+  } catch (error) {
+    showError(`No microphone: ${error.message || error}`);
+    $("start").disabled = false;
+    return;
+  }
+  wanted = true;
+  $("stop").disabled = false;
+  $("reset").disabled = false;
+  connect();
+}
+
+function stop() {
+  wanted = false;
+  if (socket) socket.close(1000, "stopped");
+  if (audio) { audio.stream.getTracks().forEach((t) => t.stop()); audio.context.close(); audio = null; }
+  ready = null;
+  setStatus("not connected", "idle");
+  $("start").disabled = false;
+  $("stop").disabled = true;
+  $("reset").disabled = true;
+}
+
+for (const name of ["gain", "dry_wet", "noise_scale"]) {
+  $(name).addEventListener("input", () => {
+    $(`${name}-value`).textContent = Number($(name).value).toFixed(2);
+    sendControl(name, Number($(name).value));
+  });
+}
+$("start").addEventListener("click", start);
+$("stop").addEventListener("click", stop);
+$("reset").addEventListener("click", () => { if (socket && ready) socket.send(JSON.stringify({ type: "reset" })); });
+$("token").addEventListener("change", loadCheckpoints);
+loadCheckpoints();
