@@ -79,3 +79,31 @@ def test_midi_cc_and_osc_change_controls(jack_server: JackServer, tiny_checkpoin
     finally:
         midi_out.close_port()
         server.stop()
+
+
+@pytest.mark.jack
+def test_client_live_streams_the_audio_interface(jack_server: JackServer, tiny_checkpoint: Path,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    import subprocess
+
+    import httpx
+
+    from tests.helpers import BANDMATE
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "default").symlink_to(tiny_checkpoint)
+    server = RunningServer(models)
+    try:
+        done = subprocess.run(
+            [BANDMATE, "client", "live", "--url", server.ws_url, "--seconds", "3"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("streamed to"), done.stdout
+        metrics = httpx.get(f"{server.url}/metrics").text
+        rounds = next(line for line in metrics.splitlines()
+                      if line.startswith("bandmate_frame_compute_seconds_count"))  # fmt: skip
+        assert float(rounds.split()[-1]) > 50  # ~140 hops in 3 s of real-time audio
+    finally:
+        server.stop()
