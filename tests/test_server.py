@@ -267,3 +267,24 @@ def test_binding_beyond_loopback_without_a_token_is_refused(models_dir: Path) ->
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: binding to 0.0.0.0")
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_client_stream_cli_writes_what_accompany_writes(
+    server: RunningServer, models_dir: Path, live_recording: np.ndarray, tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    take = tmp_path / "take.wav"
+    sf.write(take, live_recording[: 3 * 44_100], 44_100, subtype="FLOAT")  # resampled both ways
+    streamed, offline = tmp_path / "streamed.wav", tmp_path / "offline.wav"
+    client = [BANDMATE, "client", "stream", str(take), "-o", str(streamed), "--url", server.ws_url,
+              "--seed", "2", "--fast"]  # fmt: skip
+    done = subprocess.run(client, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    accompany_cli = [BANDMATE, "accompany", str(take), "-o", str(offline), "--seed", "2",
+                     "--checkpoint", str(models_dir / "default")]  # fmt: skip
+    assert subprocess.run(accompany_cli, capture_output=True, timeout=120).returncode == 0
+    np.testing.assert_array_equal(sf.read(streamed)[0], sf.read(offline)[0])
+    refused = subprocess.run([*client[:6], "--url", "ws://127.0.0.1:1"], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and refused.stderr.startswith("error: cannot connect")
