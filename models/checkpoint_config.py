@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from models.errors import ModelsError
 
 CHECKPOINT_FORMAT = "bandmate-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: unit-RMS codec latents (1 had a VAE bottleneck)
 CONFIG_NAME = "config.json"
 
 

@@ -71,7 +71,7 @@ def test_a_wrong_config_version_names_the_file_and_version(checkpoint_copy: Path
     raw["version"] = 99
     config_path.write_text(json.dumps(raw))
     with pytest.raises(
-        CheckpointError, match=r"config\.json: config version 99, this Bandmate reads version 1"
+        CheckpointError, match=r"config\.json: config version 99, this Bandmate reads version 2"
     ):
         read_checkpoint_config(checkpoint_copy)
 

@@ -1,6 +1,7 @@
 """`bandmate train codec`: the causal autoencoder, trained on the built stems.
 
-Loss: multi-resolution STFT + KL (small) + an optional adversarial term (a spectrogram
+Loss: multi-resolution STFT on audio decoded from noisy latents (see models/codec.py) + an
+optional adversarial term (a spectrogram
 discriminator with hinge and feature matching), which starts after `adversarial_start` steps
 so the discriminator meets a codec that already reconstructs.
 """
@@ -53,7 +54,7 @@ class CodecTrainConfig:
     batch_size: int = 8
     segment_seconds: float = 0.5
     learning_rate: float = 3e-4
-    kl_weight: float = 1e-3
+    latent_noise: float = 0.0  # std of noise added to the unit-RMS latents in training
     adversarial_weight: float = 0.0  # 0 turns the adversarial term off
     adversarial_start: int = 5_000
     feature_matching_weight: float = 2.0
@@ -163,8 +164,9 @@ class CodecTrainer:
                 c.data, valid, c.validation_crops, 2 * self.model_config.sample_rate, c.seed
             )
         )
-        log = CsvLog(c.run_dir / "codec_log.csv", ["loss", "stft", "kl", "adv", "fm", "disc",
-                                                     "val_stft", "val_si_sdr"])  # fmt: skip
+        columns = ["loss", "stft", "latent_std", "adv", "fm", "disc"]
+        validation_columns = ["val_stft", "val_si_sdr", "val_stft_constant_latent"]
+        log = CsvLog(c.run_dir / "codec_log.csv", columns + validation_columns)
         started = time.monotonic()
         validation: dict[str, float] = {}
         bar = tqdm(
@@ -206,10 +208,11 @@ class CodecTrainer:
             if optimizer is not None:
                 set_learning_rate(optimizer, rate)
         with self.run.autocast(c.precision):
-            out = self.model(batch)
+            out = self.model(batch, c.latent_noise)
             stft = self.stft_loss(out.audio.float(), batch)
-        losses = {"stft": stft, "kl": out.kl}
-        loss = stft + c.kl_weight * out.kl
+        # How much the latents move over time: near 0 means the decoder is being fed a constant.
+        losses = {"stft": stft, "latent_std": out.latents.detach().std(-1).mean()}
+        loss = stft
         adversarial = self.disc is not None and self.step >= c.adversarial_start
         if adversarial:
             assert self.disc is not None and self.disc_optimizer is not None
@@ -234,14 +237,22 @@ class CodecTrainer:
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def validate(self, audio: torch.Tensor) -> dict[str, float]:
-        """Offline encode -> decode of the fixed validation crops (posterior mean, no noise)."""
+        """Offline encode -> decode of the fixed validation crops (no latent noise)."""
         codec = unwrap(self.model)
         with evaluating(codec):
             audio = audio.to(self.run.device)
-            recon = torch.cat([codec.decode(codec.encode(a[None])) for a in audio])  # type: ignore[operator]
+            latents = [codec.encode(a[None]) for a in audio]  # type: ignore[operator]
+            recon = torch.cat([codec.decode(z) for z in latents])  # type: ignore[operator]
+            # The same crops decoded from each one's time-averaged latent: if this is no worse,
+            # the decoder ignores its input (the collapse models/codec.py describes).
+            flat = torch.cat(
+                [codec.decode(z.mean(-1, keepdim=True).expand_as(z)) for z in latents]  # type: ignore[operator]
+            )
+            target = audio[:, : recon.shape[-1]]
             return {
-                "val_stft": float(self.stft_loss(recon, audio[:, : recon.shape[-1]])),
-                "val_si_sdr": float(si_sdr(recon, audio[:, : recon.shape[-1]]).median()),
+                "val_stft": float(self.stft_loss(recon, target)),
+                "val_si_sdr": float(si_sdr(recon, target).median()),
+                "val_stft_constant_latent": float(self.stft_loss(flat, target)),
             }
 
     def _write_audio(self, audio: torch.Tensor) -> None:
