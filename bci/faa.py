@@ -67,7 +67,9 @@ class FaaConfig:
     individual_alpha: bool = False
     ema_alpha: float = 0.3  # new = ema_alpha * x + (1 - ema_alpha) * old, once per window
     valence_gain: float = 1.0  # valence = tanh(valence_gain * z_smoothed)
-    hold_s: float = 1.0  # after the last clean window, hold the valence this long ...
+    # After the last clean window, hold the valence this long ... A lone blink gates every
+    # window that contains it (window_s + its own length, ~2.3 s), so hold longer than that.
+    hold_s: float = 3.0
     decay_s: float = 3.0  # ... then decay it toward 0 with this time constant
 
     def __post_init__(self) -> None:

@@ -14,23 +14,26 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from server import cli_client, cli_engine, cli_live, cli_models, cli_serve  # noqa: E402
+from server import cli_bci, cli_client, cli_engine, cli_live, cli_models, cli_serve  # noqa: E402
 
 cli_models.register(app)
 cli_live.register(app)
 cli_engine.register(app)
 cli_serve.register(app)
 cli_client.register(app)
+cli_bci.register(app)
 
 
 def user_error_types() -> tuple[type[Exception], ...]:
     """Errors a user can act on; each is printed as one line, without a traceback."""
+    from bci.errors import BciError
+    from bci.midi_out import MidiOutError
     from clients.errors import ClientError
     from engine.errors import EngineError
     from models.errors import ModelsError
     from server.errors import ServerError
 
-    return (ModelsError, EngineError, ServerError, ClientError)
+    return (ModelsError, EngineError, ServerError, ClientError, BciError, MidiOutError)
 
 
 def main() -> None:

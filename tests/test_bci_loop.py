@@ -1,0 +1,197 @@
+"""The whole BCMI loop with real LSL (the simulator's outlet) and real JACK MIDI: valence
+follows scripted asymmetry flips, artefacts are gated, a killed stream is survived, and bad
+input is one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pylsl
+import pytest
+import rtmidi
+
+from bci.loop import BciRunConfig, RunSummary
+from bci.lsl_input import StreamQuery
+from bci.mapping import MODE_INTERVALS, MODES
+from bci.session_run import BciOutputs, BciSession
+from bci.simulate import AsymmetryStep, Event, Schedule, Simulator, SimulatorConfig
+from engine.jackd import JackServer
+from tests.helpers import BANDMATE
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class MidiRecorder:
+    """A JACK MIDI input connected to the session's port, keeping (local_clock, message)."""
+
+    def __init__(self, port_name: str):
+        self.messages: list[tuple[float, list[int]]] = []
+        self.midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=unique("recorder"))
+        ports = self.midi_in.get_ports()
+        self.midi_in.open_port(next(i for i, p in enumerate(ports) if port_name in p))
+        self.midi_in.set_callback(
+            lambda event, _: self.messages.append((pylsl.local_clock(), event[0]))
+        )
+
+    def close(self) -> None:
+        self.midi_in.close_port()
+
+
+SessionRun = tuple[RunSummary, list[dict[str, Any]], Simulator, "MidiRecorder | None"]
+
+
+def run_session(
+    schedule: Schedule, baseline_s: float, duration_s: float, tmp_path: Path, midi: bool = True
+) -> SessionRun:
+    name, port = unique("sim"), unique("bci-out")
+    simulator = Simulator(SimulatorConfig(name=name, source_id=name), schedule)
+    simulator.start()
+    config = BciRunConfig(
+        query=StreamQuery(name=name), baseline_s=baseline_s, duration_s=duration_s, seed=1
+    )
+    log_path = tmp_path / "run.jsonl"
+    session = BciSession(
+        config, BciOutputs(midi_port=port if midi else None, log_path=log_path, outlets=False)
+    )
+    recorder = MidiRecorder(port) if midi else None
+    try:
+        summary = session.run()
+    finally:
+        simulator.stop()
+        if recorder is not None:
+            recorder.close()
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    for record in records:  # seconds since the simulator's sample 0
+        for key in ("lsl_time", "sent", "due"):
+            if key in record:
+                record[key] -= simulator.origin
+    if recorder is not None:
+        recorder.messages = [(t - simulator.origin, m) for t, m in recorder.messages]
+    return summary, records, simulator, recorder
+
+
+def scale_classes(mode: str) -> set[int]:
+    return {interval % 12 for interval in MODE_INTERVALS[mode]}  # the tonic is C (60)
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_valence_follows_asymmetry_flips_and_ignores_artefacts(
+    jack_server: JackServer, tmp_path: Path
+) -> None:
+    flips = [(8.0, 1.0), (28.0, -1.0), (48.0, 1.0)]
+    schedule = Schedule(
+        asymmetry=(AsymmetryStep(0.0, 0.0), *(AsymmetryStep(t, a) for t, a in flips)),
+        events=(Event(17.0, "blink", 0.3), Event(38.0, "emg", 0.5)),
+    )
+    summary, records, _, recorder = run_session(schedule, 8.0, 54.0, tmp_path)
+    windows = [r for r in records if r["type"] == "window" and r["phase"] == "feedback"]
+    assert windows and summary.midi_messages > 0
+    bounds = [t for t, _ in flips] + [windows[-1]["lsl_time"] + 0.01]
+    for (flip, sign), end in zip(flips, bounds[1:], strict=True):
+        settled = [w for w in windows if flip + 3.0 <= w["lsl_time"] < end]
+        assert settled, f"no windows after the flip at {flip} s"
+        wrong = [
+            (round(w["lsl_time"], 2), round(w["valence"], 2))
+            for w in settled
+            if np.sign(w["valence"]) != sign
+        ]
+        assert not wrong, f"valence did not follow the flip at {flip} s to {sign}: {wrong[:5]}"
+        modes = {w["params"]["mode"] for w in settled}
+        bright = {m for m in modes if MODES.index(m) < 3}
+        assert (bright == modes) if sign > 0 else not bright, (flip, modes)
+        # Notes heard in the segment (after a bar's delay) fit the modes logged in it.
+        logged = {w["params"]["mode"] for w in windows if flip <= w["lsl_time"] < end}
+        allowed = set().union(*(scale_classes(m) for m in logged))
+        assert recorder is not None
+        heard = {
+            m[1] % 12
+            for t, m in recorder.messages
+            if flip + 6.0 <= t < end and m[0] & 0xF0 == 0x90 and m[0] & 0x0F != 9
+        }
+        assert heard and heard <= allowed, (flip, heard - allowed)
+    for start, kind in ((17.0, "blink"), (38.0, "emg")):
+        hit = [w for w in windows if start + 0.3 < w["lsl_time"] < start + 1.8]
+        assert hit and all(w["gate"][kind] for w in hit), f"{kind} at {start} s was not gated"
+        around = [w for w in windows if start - 1.0 < w["lsl_time"] < start + 3.0]
+        steps = np.abs(np.diff([w["valence"] for w in around]))
+        assert steps.max() < 0.15, f"valence jumped by {steps.max():.2f} on the {kind}"
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_a_killed_stream_is_survived_and_counted(jack_server: JackServer, tmp_path: Path) -> None:
+    schedule = Schedule(
+        asymmetry=(AsymmetryStep(0.0, 0.0), AsymmetryStep(4.0, 1.0)),
+        events=(Event(10.0, "kill", 5.0),),
+    )
+    summary, records, simulator, recorder = run_session(schedule, 4.0, 24.0, tmp_path)
+    assert summary.reconnects == 1
+    # The 5 s the outlet was gone, plus the few samples its successor sent before the inlet
+    # reconnected, which no inlet received either (tests/test_bci_lsl.py counts them exactly).
+    assert simulator.dropped == 5 * 256
+    assert simulator.dropped <= summary.dropped < simulator.dropped + 64
+    reconnected = [r for r in records if r["type"] == "input" and r["event"] == "reconnected"]
+    assert reconnected and reconnected[0]["lsl_clock"] - simulator.origin < 15.0 + 5.0
+    assert recorder is not None
+    during = [t for t, m in recorder.messages if 10.5 < t < 14.5 and m[0] & 0xF0 == 0x90]
+    assert during, "the music stopped while the stream was away"
+
+
+def bci_run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BANDMATE, "bci", "run", "--no-outlets", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_no_stream_is_one_line(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = bci_run("--stream", unique("absent"))
+    assert done.returncode == 2 and time.monotonic() - started < 20
+    assert (
+        done.stderr.strip().startswith("error: no LSL stream") and "\n" not in done.stderr.strip()
+    )
+
+
+def test_missing_labels_wrong_rate_and_nan_are_one_line(tmp_path: Path) -> None:
+    name = unique("eeg")
+    info = pylsl.StreamInfo(name, "EEG", 2, 256.0, "float32", name)
+    channels = info.desc().append_child("channels")
+    for label in ("F3", "F4"):
+        channels.append_child("channel").append_child_value("label", label)
+    outlet = pylsl.StreamOutlet(info)
+    done = bci_run("--stream", name)
+    assert done.returncode == 2 and "AF7, AF8" in done.stderr and "F3, F4" in done.stderr
+    montage = tmp_path / "f3f4.yaml"
+    montage.write_text("left: F3\nright: F4\nsample_rate: 128\n")
+    done = bci_run("--stream", name, "--montage", str(montage))
+    assert done.returncode == 2 and "256" in done.stderr and "128" in done.stderr
+    montage.write_text("left: F3\nright: F4\nsample_rate: 256\n")
+    stop = threading.Event()
+
+    def push_nan() -> None:
+        while not stop.is_set():
+            outlet.push_chunk(np.full((8, 2), np.nan, np.float32).tolist())
+            time.sleep(1 / 32)
+
+    pusher = threading.Thread(target=push_nan, daemon=True)
+    pusher.start()
+    try:
+        done = bci_run("--stream", name, "--montage", str(montage))
+    finally:
+        stop.set()
+        pusher.join()
+    assert done.returncode == 2 and "NaN" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
