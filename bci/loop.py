@@ -47,7 +47,7 @@ class BciRunConfig:
     baseline_s: float = 10.0
     duration_s: float = 0.0  # 0: until stopped
     seed: int = 0
-    poll_s: float = 0.005
+    poll_s: float = 0.001  # a window's wait for the poll adds to its latency (bench bci)
 
     def as_dict(self) -> dict[str, Any]:
         """Every parameter, for the log's first line."""
@@ -229,7 +229,9 @@ class BciLoop:
         self.summary.windows += 1
         self.summary.gated += result.flags.gated
         self.summary.last = result
-        self.log.write(result.as_dict())
+        # When this window's valence and parameters were ready, on the same clock as its
+        # samples' stamps: `bandmate bench bci` reads the processing latency from it.
+        self.log.write({**result.as_dict(), "processed_at": pylsl.local_clock()})
         if self.on_window is not None:
             self.on_window(result)
 

@@ -301,11 +301,13 @@ class Simulator:
     def _run(self) -> None:
         next_index = 0
         while not self._stop.is_set():
-            due = int((pylsl.local_clock() - self._origin) * self._rate)
+            # Sample k exists from its stamp origin + k / rate on, as on a device that sends
+            # each chunk the moment its last sample is taken.
+            due = int((pylsl.local_clock() - self._origin) * self._rate) + 1
             while next_index + self._chunk <= due:  # catch up whole chunks if we were late
                 self._transmit(next_index, self._chunk)
                 next_index += self._chunk
-            next_push = self._origin + (next_index + self._chunk) / self._rate
+            next_push = self._origin + (next_index + self._chunk - 1) / self._rate
             self._stop.wait(max(0.001, next_push - pylsl.local_clock()))
 
     def _samples(self, start: int, n: int) -> np.ndarray:

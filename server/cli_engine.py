@@ -95,6 +95,19 @@ def bench_codec(
     print_table(report)
 
 
+@bench_app.command("bci")
+def bench_bci(
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    seconds: float = typer.Option(60.0, help="Seconds of simulated EEG after the first window."),
+) -> None:
+    """The BCMI loop's processing latency and MIDI timing, with real LSL and JACK MIDI."""
+    from benchmarks.bci import BciBenchConfig, print_table, run_bci_benchmark, write_report
+
+    report = run_bci_benchmark(BciBenchConfig(seconds=seconds))
+    write_report(report, json_path)
+    print_table(report)
+
+
 def register(app: typer.Typer) -> None:
     app.command("accompany")(accompany_command)
     app.command("demo")(demo_command)

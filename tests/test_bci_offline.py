@@ -1,0 +1,66 @@
+"""The loop over a recording: the same seed and the same EEG give the same MIDI."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bci.loop import BciRunConfig
+from bci.montage import F3F4_128
+from bci.offline import montage_signals, process_recording, render_midi
+from bci.simulate import AsymmetryStep, Schedule, SimulatorConfig, synthesize
+
+
+def simulated(seconds: float) -> tuple[np.ndarray, list[str], float]:
+    config = SimulatorConfig()
+    schedule = Schedule((AsymmetryStep(0.0, 0.0), AsymmetryStep(8.0, 1.0),
+                         AsymmetryStep(28.0, -1.0)))  # fmt: skip
+    rate = config.montage.sample_rate
+    return synthesize(config, schedule, 0, int(seconds * rate)), list(config.channels), rate
+
+
+def spkit_recording() -> tuple[np.ndarray, list[str], float]:
+    spec = importlib.util.find_spec("spkit")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("spkit is missing: `make test` installs it (for its real EEG recording)")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "files" / "EEG16SecData.pkl"
+    with path.open("rb") as file:
+        data, labels = pickle.load(file)
+    return np.asarray(data, np.float64).T, list(labels), 128.0
+
+
+def render(data: np.ndarray, labels: list[str], rate: float, config: BciRunConfig) -> list:
+    left, right = montage_signals(data, labels, rate, config)
+    return render_midi(process_recording(left, right, rate, config), config)
+
+
+def test_the_same_seed_and_eeg_give_the_same_midi_and_another_seed_does_not() -> None:
+    data, labels, rate = simulated(48.0)
+    config = BciRunConfig(baseline_s=8.0, seed=3)
+    first = render(data, labels, rate, config)
+    assert len(first) > 100
+    assert render(data, labels, rate, config) == first
+    assert render(data, labels, rate, BciRunConfig(baseline_s=8.0, seed=4)) != first
+
+
+def test_the_music_follows_the_recording() -> None:
+    data, labels, rate = simulated(48.0)
+    config = BciRunConfig(baseline_s=8.0)
+    left, right = montage_signals(data, labels, rate, config)
+    results = process_recording(left, right, rate, config)
+    modes = {r.params.mode for r in results if r.params and 12 < r.lsl_time < 28}
+    assert modes == {"lydian"}
+    modes = {r.params.mode for r in results if r.params and 32 < r.lsl_time < 48}
+    assert modes == {"locrian"}
+
+
+def test_real_eeg_renders_the_same_twice() -> None:
+    data, labels, rate = spkit_recording()
+    looped = np.tile(data, 4)  # 64 s from the 16 s recording
+    config = BciRunConfig(montage=F3F4_128, baseline_s=10.0, seed=1)
+    first = render(looped, labels, rate, config)
+    assert first and render(looped, labels, rate, config) == first
