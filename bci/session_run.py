@@ -17,6 +17,7 @@ from pathlib import Path
 import pylsl
 
 from bci.composer import Composer
+from bci.errors import BciError
 from bci.loop import BciLoop, BciRunConfig, JsonlLog, RunSummary, WindowResult
 from bci.mapping import MODES, MusicParams
 from bci.midi_out import MidiScheduler, MidiSink, MusicPlayer, RtMidiSink, SentMessage
@@ -82,6 +83,28 @@ class BciOutputs:
     midi_clock: bool = False
     log_path: Path | None = None
     outlets: bool = True
+    server_osc: str | None = None  # "HOST:PORT" of a `bandmate serve --osc-port`
+
+
+class ServerControl:
+    """Drives a running accompaniment server through its OSC control interface, the same one
+    a MIDI controller or Max patch uses: every window sends the valence (shown in the
+    server's telemetry) and noise_scale = 1 + 0.5 * valence, so a brighter mood gives a
+    livelier accompaniment and a darker one a steadier one."""
+
+    def __init__(self, address: str):
+        from pythonosc.udp_client import SimpleUDPClient
+
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise BciError(f"--server-osc wants HOST:PORT, not {address!r}")
+        self.client = SimpleUDPClient(host, int(port))
+
+    def window(self, result: WindowResult) -> None:
+        if result.params is None:
+            return
+        self.client.send_message("/bandmate/valence", result.valence)
+        self.client.send_message("/bandmate/noise_scale", 1.0 + 0.5 * result.valence)
 
 
 class BciSession:
@@ -99,6 +122,7 @@ class BciSession:
             RtMidiSink(outputs.midi_port, outputs.midi_api) if outputs.midi_port else SilentSink()
         )
         self.outlets = BciOutlets() if outputs.outlets else None
+        self.server = ServerControl(outputs.server_osc) if outputs.server_osc else None
         self.on_window = on_window
         self.loop = BciLoop(config, self.log, self._window)
         self.scheduler = MidiScheduler(
@@ -123,6 +147,8 @@ class BciSession:
             self.player.start()  # the baseline is over: music from the next bar
         if self.outlets is not None:
             self.outlets.window(result)
+        if self.server is not None:
+            self.server.window(result)
         if self.on_window is not None:
             self.on_window(result)
 

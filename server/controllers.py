@@ -2,8 +2,10 @@
 set session controls, validated exactly as a WebSocket `control` message is.
 
 Both apply to every session, or with OSC to one: `/bandmate/<control> value` or
-`/bandmate/<session id>/<control> value`; `/bandmate/reset` (or a mapped CC) resets. They
-run on their own threads; SessionHost.command is safe from any thread.
+`/bandmate/<session id>/<control> value`; `/bandmate/reset` (or a mapped CC) resets.
+`/bandmate/valence v` (from `bandmate bci run --server-osc`) only reports the listener's
+valence in telemetry. They run on their own threads; SessionHost.command is safe from any
+thread.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ def apply_control(host: SessionHost, name: str, value: Any, session: str | None 
     if name == "reset":
         for hosted in targets:
             host.command(hosted, "reset")
+        return True
+    if name == "valence":  # from a BCMI loop (`bandmate bci run --server-osc`): telemetry only
+        if not isinstance(value, int | float) or not -1.0 <= value <= 1.0:
+            log.warning("ignored valence %r: it is a number in [-1, 1]", value)
+            return False
+        for hosted in targets:
+            hosted.valence = float(value)
         return True
     try:
         control = SetControl(type="control", name=name, value=value)  # type: ignore[arg-type]

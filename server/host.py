@@ -73,6 +73,7 @@ class HostedSession:
         self.dropped_blocks = 0  # input dropped because the model fell behind
         self.dropped_messages = 0  # output dropped because the client fell behind
         self.late_blocks = 0
+        self.valence: float | None = None  # set by a BCMI loop over OSC, shown in telemetry
 
     @property
     def streaming(self) -> bool:

@@ -259,5 +259,6 @@ class StreamHandler:
                 latency_ms=summary.latency_ms,
                 dropped_messages=hosted.dropped_messages + hosted.dropped_blocks,
                 controls=hosted.controls(),
+                valence=hosted.valence,
             )
             outbox.put(message.model_dump_json())

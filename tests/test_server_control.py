@@ -107,3 +107,47 @@ def test_client_live_streams_the_audio_interface(jack_server: JackServer, tiny_c
         assert float(rounds.split()[-1]) > 50  # ~140 hops in 3 s of real-time audio
     finally:
         server.stop()
+
+
+def test_the_bcmi_loop_drives_the_server_and_its_telemetry_shows_valence(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    from bci.loop import BciRunConfig
+    from bci.lsl_input import StreamQuery
+    from bci.session_run import BciOutputs, BciSession
+    from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "default").symlink_to(tiny_checkpoint)
+    osc_port = free_udp_port()
+    server = RunningServer(models, "--osc-port", str(osc_port))
+    name = f"sim-{osc_port}"
+    schedule = Schedule((AsymmetryStep(0.0, 0.0), AsymmetryStep(3.0, 1.0)))
+    simulator = Simulator(SimulatorConfig(name=name, source_id=name), schedule)
+    simulator.start()
+    config = BciRunConfig(query=StreamQuery(name=name), baseline_s=3.0, duration_s=30.0)
+    session = BciSession(config, BciOutputs(outlets=False, server_osc=f"127.0.0.1:{osc_port}"))
+    loop = threading.Thread(target=session.run, daemon=True)
+    loop.start()
+    block = np.zeros(1024, np.float32).tobytes()
+    try:
+
+        async def scenario() -> dict:
+            ws = await connect(f"{server.ws_url}/v1/stream")
+            await ws.send(json.dumps({"type": "open"}))
+            await ws.recv()
+            seen = await telemetry_until(ws, lambda c: c["noise_scale"] > 1.2, block, timeout=20)
+            await ws.close()
+            return seen
+
+        telemetry = asyncio.run(scenario())
+        assert telemetry["valence"] is not None and telemetry["valence"] > 0.4
+        assert telemetry["controls"]["noise_scale"] > 1.2  # 1 + 0.5 * valence
+    finally:
+        session.stop()
+        loop.join(timeout=10)
+        simulator.stop()
+        server.stop()
