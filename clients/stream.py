@@ -60,8 +60,8 @@ async def open_stream(options: StreamOptions, rate: int) -> tuple[ClientConnecti
         raise ClientError(f"cannot connect to {options.url}: {exc}") from None
     opening = {"type": "open", "checkpoint": options.checkpoint, "seed": options.seed,
                "sample_rate": rate, "format": options.format}  # fmt: skip
-    await socket.send(json.dumps(opening))
-    try:
+    try:  # a refusal (e.g. 4401 for a ?token= that is wrong) can come before our `open` is out
+        await socket.send(json.dumps(opening))
         ready = json.loads(await socket.recv())
     except ConnectionClosed as exc:
         raise ClientError(f"server closed the stream: {_close_reason(exc)}") from None

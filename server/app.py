@@ -29,7 +29,9 @@ PAGE = Path(__file__).resolve().parent.parent / "clients" / "web"
 
 
 def create_app(config: ServerConfig) -> FastAPI:
-    catalog = CheckpointCatalog(config.models_dir, config.backend, config.threads)
+    catalog = CheckpointCatalog(
+        config.models_dir, config.backend, config.threads, warm_batches=config.max_sessions
+    )
     metrics = ServerMetrics()
     host = SessionHost(catalog, config.max_sessions, config.max_backlog_s, metrics)
     # Opened here, not in the lifespan, so a bad port or map is a one-line error at start.

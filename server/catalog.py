@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from engine.backends import Backend, create_backend
 from engine.checkpoint import EngineCheckpoint, load_engine_checkpoint
 from engine.errors import EngineError
@@ -41,11 +43,14 @@ class CheckpointEntry:
 
 
 class CheckpointCatalog:
-    def __init__(self, models_dir: Path, backend: str = "auto", threads: int = 1):
+    def __init__(
+        self, models_dir: Path, backend: str = "auto", threads: int = 1, warm_batches: int = 1
+    ):
         if not models_dir.is_dir():
             raise ServerError(f"models dir {models_dir} does not exist")
         self.models_dir = models_dir
         self._backend_name, self._threads = backend, threads
+        self._warm_batches = warm_batches
         self.entries: dict[str, CheckpointEntry] = {}
         for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
             if not (folder / "config.json").is_file():
@@ -72,8 +77,19 @@ class CheckpointCatalog:
         entry = self.entry(name)
         with self._lock:
             if name not in self._backends:
-                self._backends[name] = create_backend(
-                    entry.checkpoint, self._backend_name, self._threads
-                )
-                log.info("checkpoint %s runs on %s", name, self._backends[name].name)
+                backend = create_backend(entry.checkpoint, self._backend_name, self._threads)
+                warm_up(backend, self._warm_batches)
+                self._backends[name] = backend
+                log.info("checkpoint %s runs on %s", name, backend.name)
             return self._backends[name]
+
+
+def warm_up(backend: Backend, batches: int) -> None:
+    """Step every batch size once. onnxruntime plans memory per input shape, and the first
+    round at a new batch size took 20 ms here (a missed deadline for every player in it);
+    paying that at load time keeps it out of a performance."""
+    info = backend.info
+    for batch in range(1, batches + 1):
+        audio = np.zeros((batch, info.hop), np.float32)
+        noise = np.zeros((batch, info.noise_dim), np.float32)
+        backend.step(backend.initial_state(batch), audio, noise)

@@ -108,6 +108,26 @@ def bench_bci(
     print_table(report)
 
 
+@bench_app.command("capacity")
+def bench_capacity(
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    sessions: int = typer.Option(8, help="Concurrent sessions."),
+    seconds: float = typer.Option(20.0, help="Seconds each session streams, at real time."),
+    models_dir: Path | None = typer.Option(None, help="Checkpoints folder for the server."),
+) -> None:
+    """N sessions at real-time pace against a real `bandmate serve` on loopback."""
+    from benchmarks.capacity import (
+        CapacityBenchConfig,
+        print_table,
+        run_capacity_benchmark,
+        write_report,
+    )
+
+    report = run_capacity_benchmark(CapacityBenchConfig(sessions, seconds, models_dir=models_dir))
+    write_report(report, json_path)
+    print_table(report)
+
+
 def register(app: typer.Typer) -> None:
     app.command("accompany")(accompany_command)
     app.command("demo")(demo_command)

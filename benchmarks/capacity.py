@@ -1,0 +1,125 @@
+"""How many players one server carries: N sessions streaming at real-time pace at once.
+
+`bandmate bench capacity --sessions 8 --json FILE` starts a real `bandmate serve` on loopback
+(the shipped default unless --models-dir), streams the example recording from N concurrent
+WebSocket clients at real-time pace in 1024-frame blocks, and reports per session the
+deadline misses, dropped messages and batched-step compute from the server's own telemetry,
+plus the server's resident memory before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "models" / "examples" / "live_part.flac"
+
+
+@dataclass(frozen=True)
+class CapacityBenchConfig:
+    sessions: int = 8
+    seconds: float = 20.0
+    blocksize: int = 1024
+    models_dir: Path | None = None
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def start_server(models_dir: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    if models_dir is not None:
+        command += ["--models-dir", str(models_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process, f"ws://127.0.0.1:{port}"
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("bandmate serve did not come up in 60 s")
+
+
+def run_capacity_benchmark(config: CapacityBenchConfig) -> dict[str, Any]:
+    import soundfile as sf
+
+    from clients.stream import StreamOptions, stream_audio
+
+    audio, rate = sf.read(str(EXAMPLE), dtype="float32")
+    audio = np.resize(audio, int(config.seconds * rate))  # loops the 20 s example as needed
+    server, url = start_server(config.models_dir)
+    try:
+        options = [StreamOptions(url, seed=i, blocksize=config.blocksize)
+                   for i in range(config.sessions)]  # fmt: skip
+
+        async def all_sessions() -> list[Any]:
+            return await asyncio.gather(*(stream_audio(audio, rate, o) for o in options))
+
+        warm = np.resize(audio, rate * 2)
+        asyncio.run(stream_audio(warm, rate, StreamOptions(url, realtime=False)))
+        before = rss_bytes(server.pid)
+        results = asyncio.run(all_sessions())
+        after = rss_bytes(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    last = [r.telemetry[-1] for r in results]
+    return {
+        "config": {**asdict(config), "models_dir": str(config.models_dir or "shipped default")},
+        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "sessions": [
+            {k: t[k] for k in ("hops", "p50_ms", "p99_ms", "max_ms", "misses", "dropped_messages")}
+            for t in last
+        ],
+        "misses_total": sum(t["misses"] for t in last),
+        "dropped_total": sum(t["dropped_messages"] for t in last),
+        "errors": sum(len(r.errors) for r in results),
+        "rss_before_mib": before / 2**20,
+        "rss_after_mib": after / 2**20,
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    config = report["config"]
+    table = Table(title=f"{config['sessions']} sessions x {config['seconds']:g} s at real time")
+    for column in ("session", "hops", "step p50 ms", "step p99 ms", "max ms", "misses", "dropped"):
+        table.add_column(column, justify="right")
+    for index, row in enumerate(report["sessions"]):
+        times = (f"{row[k]:.2f}" for k in ("p50_ms", "p99_ms", "max_ms"))
+        table.add_row(str(index), str(row["hops"]), *times, str(row["misses"]),
+                      str(row["dropped_messages"]))  # fmt: skip
+    Console().print(table)
+    print(f"server RSS {report['rss_before_mib']:.0f} -> {report['rss_after_mib']:.0f} MiB")
+
+
+def write_report(report: dict[str, Any], path: Path | None) -> None:
+    text = json.dumps(report, indent=2)
+    print(text)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
