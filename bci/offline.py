@@ -11,10 +11,12 @@ the same MIDI, note for note.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from bci.composer import Composer
+from bci.errors import BciError
 from bci.loop import BciRunConfig, WindowProcessor, WindowResult
 from bci.mapping import MusicParams
 
@@ -78,3 +80,25 @@ def render_midi(results: list[WindowResult], config: BciRunConfig,
         bar += 1
     # Note-offs before note-ons at the same instant, as the live scheduler sends them.
     return sorted(messages, key=lambda m: (m.time_s, m.message[0] & 0xF0 == 0x90))
+
+
+TICKS_PER_SECOND = 960  # 480 ticks per beat at the file's fixed 120 BPM tempo meta
+
+
+def write_midi_file(messages: list[TimedMessage], path: Path) -> None:
+    """A type-0 MIDI file of the rendered messages, timed in seconds (the music's own tempo
+    lives in the note times, so the file's tempo is a fixed 120 BPM)."""
+    import mido
+
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000, time=0)])
+    previous = 0
+    for timed in messages:
+        tick = round(timed.time_s * TICKS_PER_SECOND)
+        track.append(mido.Message.from_bytes(list(timed.message), time=tick - previous))
+        previous = tick
+    midi = mido.MidiFile(type=0, ticks_per_beat=480, tracks=[track])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        midi.save(str(path))
+    except OSError as exc:
+        raise BciError(f"cannot write {path}: {exc.strerror}") from None

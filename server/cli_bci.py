@@ -1,4 +1,5 @@
-"""`bandmate bci run|simulate`: the EEG -> music loop and its EEG simulator."""
+"""`bandmate bci run|simulate|replay`: the EEG -> music loop, its EEG simulator and a player
+for recorded EEG."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def run(
     seed: int = typer.Option(0, help="Seed of the generative music."),
     log: Path | None = typer.Option(None, "--log", help="JSON-lines log file."),
     no_outlets: bool = typer.Option(False, help="Do not publish valence/music/notes over LSL."),
+    server_osc: str | None = typer.Option(
+        None, help="HOST:PORT of `bandmate serve --osc-port`: valence drives its noise scale."
+    ),
 ) -> None:
     """Turn prefrontal EEG (frontal alpha asymmetry) into music, live."""
     from bci.loop import BciRunConfig
@@ -39,7 +43,7 @@ def run(
         duration_s=duration,
         seed=seed,
     )
-    outputs = BciOutputs(midi_port, midi_api, midi_clock, log, not no_outlets)
+    outputs = BciOutputs(midi_port, midi_api, midi_clock, log, not no_outlets, server_osc)
     session = BciSession(config, outputs)
     if midi_port is None:
         typer.echo("no --midi-port: the music runs silently (logged only)")
@@ -81,6 +85,70 @@ def simulate(
         time.sleep(0.05)
     simulator.stop()
     typer.echo(f"sent {simulator.sent} samples ({simulator.dropped} dropped by the schedule)")
+
+
+@bci_app.command("replay")
+def replay(
+    file: Path = typer.Argument(..., help="EEG recording: EDF, BDF, XDF or npz."),
+    name: str = typer.Option("BandmateReplay", help="LSL stream name."),
+    loop: bool = typer.Option(False, help="Start over at the end, until Ctrl-C."),
+    speed: float = typer.Option(1.0, help="Playback speed (2 plays twice as fast)."),
+    stream_name: str | None = typer.Option(None, help="XDF: stream to play (default: first EEG)."),
+) -> None:
+    """Play a recorded EEG file over LSL with its original timing."""
+    from bci.replay import Replayer, read_recording
+
+    recording = read_recording(file, stream_name=stream_name)
+    replayer = Replayer(recording, name=name, loop=loop, speed=speed)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    replayer.start()
+    channels = ", ".join(recording.labels)
+    how = (" looping" if loop else "") + (f" at {speed:g}x speed" if speed != 1 else "")
+    typer.echo(
+        f"replaying {file.name} ({recording.span_s:.1f} s, {len(recording.labels)} channels "
+        f"{channels}, {recording.rate:g} Hz) on LSL stream {name!r}{how}"
+    )
+    while not stopping and not replayer.finished.is_set():
+        time.sleep(0.05)
+    if not stopping:
+        time.sleep(0.5)  # the last push is queued, not yet sent: let it reach the receivers
+    replayer.stop()
+    passes = replayer.sent / recording.samples
+    typer.echo(f"sent {replayer.sent} samples ({passes:.2f} passes of the recording)")
+
+
+@bci_app.command("render")
+def render(
+    recording: Path = typer.Argument(..., help="EEG file: EDF/BDF, XDF or npz."),
+    out: Path = typer.Option(..., "-o", "--out", help="MIDI file to write."),
+    montage: Path | None = typer.Option(None, help="Montage YAML (default: Muse AF7/AF8)."),
+    baseline: float = typer.Option(10.0, help="Seconds of calibration before the music."),
+    seed: int = typer.Option(0, help="Seed of the generative music."),
+    stream_name: str | None = typer.Option(None, help="XDF: the EEG stream's name."),
+) -> None:
+    """The loop over a recording, offline and deterministic: the same seed and EEG file give
+    the same MIDI file."""
+    from bci.loop import BciRunConfig
+    from bci.montage import MUSE, load_montage
+    from bci.offline import montage_signals, process_recording, render_midi, write_midi_file
+    from bci.replay import read_recording
+
+    data = read_recording(recording, stream_name)
+    config = BciRunConfig(montage=load_montage(montage) if montage else MUSE,
+                          baseline_s=baseline, seed=seed)  # fmt: skip
+    left, right = montage_signals(data.data, list(data.labels), data.rate, config)
+    results = process_recording(left, right, data.rate, config)
+    messages = render_midi(results, config)
+    write_midi_file(messages, out)
+    gated = sum(r.flags.gated for r in results)
+    typer.echo(f"wrote {out}: {len(messages)} messages from {len(results)} windows ({gated} gated)")
 
 
 def register(app: typer.Typer) -> None:

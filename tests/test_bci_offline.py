@@ -64,3 +64,28 @@ def test_real_eeg_renders_the_same_twice() -> None:
     config = BciRunConfig(montage=F3F4_128, baseline_s=10.0, seed=1)
     first = render(looped, labels, rate, config)
     assert first and render(looped, labels, rate, config) == first
+
+
+def test_bci_render_writes_the_same_midi_file_for_the_same_seed(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.helpers import BANDMATE
+
+    data, labels, rate = spkit_recording()
+    recording = tmp_path / "eeg.npz"
+    np.savez(recording, data=np.tile(data, 4).T, labels=np.array(labels), rate=np.array(rate))
+    montage = tmp_path / "f3f4.yaml"
+    montage.write_text("left: F3\nright: F4\nsample_rate: 128\n")
+
+    def render_file(seed: int, name: str) -> bytes:
+        out = tmp_path / name
+        command = [BANDMATE, "bci", "render", str(recording), "--out", str(out),
+                   "--montage", str(montage), "--seed", str(seed)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return out.read_bytes()
+
+    first = render_file(1, "a.mid")
+    assert len(first) > 100
+    assert render_file(1, "b.mid") == first
+    assert render_file(2, "c.mid") != first
