@@ -84,6 +84,7 @@ class BciOutputs:
     log_path: Path | None = None
     outlets: bool = True
     server_osc: str | None = None  # "HOST:PORT" of a `bandmate serve --osc-port`
+    synth_driver: str | None = None  # without a MIDI port: FluidSynth on this audio driver
 
 
 class ServerControl:
@@ -107,6 +108,16 @@ class ServerControl:
         self.client.send_message("/bandmate/noise_scale", 1.0 + 0.5 * result.valence)
 
 
+def make_sink(outputs: BciOutputs) -> MidiSink:
+    if outputs.midi_port:
+        return RtMidiSink(outputs.midi_port, outputs.midi_api)
+    if outputs.synth_driver:
+        from bci.synth import FluidSynthSink
+
+        return FluidSynthSink(outputs.synth_driver)
+    return SilentSink()
+
+
 class BciSession:
     """Start, run until stopped or duration_s, stop: the whole `bci run`."""
 
@@ -118,13 +129,12 @@ class BciSession:
     ):
         self.log = JsonlLog(outputs.log_path)
         self.log.write({"type": "config", "lsl_clock": pylsl.local_clock(), **config.as_dict()})
-        self.sink: MidiSink = (
-            RtMidiSink(outputs.midi_port, outputs.midi_api) if outputs.midi_port else SilentSink()
-        )
+        # The stream first: a missing stream or channel is the error to report, not the synth.
+        self.loop = BciLoop(config, self.log, self._window)
+        self.sink = make_sink(outputs)
         self.outlets = BciOutlets() if outputs.outlets else None
         self.server = ServerControl(outputs.server_osc) if outputs.server_osc else None
         self.on_window = on_window
-        self.loop = BciLoop(config, self.log, self._window)
         self.scheduler = MidiScheduler(
             self.sink, clock=pylsl.local_clock, midi_clock=outputs.midi_clock, on_sent=self._sent
         )

@@ -26,6 +26,8 @@ def run(
     seed: int = typer.Option(0, help="Seed of the generative music."),
     log: Path | None = typer.Option(None, "--log", help="JSON-lines log file."),
     no_outlets: bool = typer.Option(False, help="Do not publish valence/music/notes over LSL."),
+    synth: bool = typer.Option(True, help="Without --midi-port, play through FluidSynth."),
+    synth_driver: str = typer.Option("jack", help="FluidSynth's audio driver (jack, alsa, ...)."),
     server_osc: str | None = typer.Option(
         None, help="HOST:PORT of `bandmate serve --osc-port`: valence drives its noise scale."
     ),
@@ -43,10 +45,14 @@ def run(
         duration_s=duration,
         seed=seed,
     )
-    outputs = BciOutputs(midi_port, midi_api, midi_clock, log, not no_outlets, server_osc)
+    outputs = BciOutputs(midi_port, midi_api, midi_clock, log, not no_outlets, server_osc,
+                         synth_driver if synth and not midi_port else None)  # fmt: skip
     session = BciSession(config, outputs)
     if midi_port is None:
-        typer.echo("no --midi-port: the music runs silently (logged only)")
+        silent = "no --midi-port and --no-synth: the music runs silently (logged only)"
+        typer.echo(
+            f"no --midi-port: playing through FluidSynth ({synth_driver})" if synth else silent
+        )
     typer.echo(f"reading {session.loop.eeg.info.name()!r}; baseline {baseline:g} s, then music")
     signal.signal(signal.SIGINT, lambda *_: session.stop())
     signal.signal(signal.SIGTERM, lambda *_: session.stop())
