@@ -3,7 +3,8 @@
 Each round takes one hop from every session that has one, concatenates their states along
 the batch axis, runs the backend once, and splits the results back. A session's rows are
 its own in every graph (convolutions and attention never mix the batch), so its output is
-what it would be alone. Sessions join and leave between rounds without touching the others.
+what it would be alone, up to float rounding (onnxruntime may order a GEMM's sums differently
+at another batch size). Sessions join and leave between rounds without touching the others.
 """
 
 from __future__ import annotations

@@ -100,7 +100,9 @@ def test_batched_sessions_that_join_at_different_hops_equal_solo_runs(
         got = np.concatenate(chunks)
         n = min(len(got), len(solo[i]))
         assert n > 20 * hop
-        np.testing.assert_array_equal(got[:n], solo[i][:n], err_msg=f"session {i}")
+        # Not bit for bit: onnxruntime's GEMMs may sum in another order at another batch size
+        # (differences of 1.2e-7 seen); a leak between sessions would be orders larger.
+        np.testing.assert_allclose(got[:n], solo[i][:n], rtol=0, atol=1e-6, err_msg=f"session {i}")
 
 
 def test_torch_and_onnx_backends_agree(
