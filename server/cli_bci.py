@@ -95,7 +95,7 @@ def simulate(
 
 @bci_app.command("replay")
 def replay(
-    file: Path = typer.Argument(..., help="EEG recording: EDF, BDF, XDF or npz."),
+    file: Path = typer.Argument(..., help="EEG recording: EDF, BDF, XDF, FIF, .vhdr or npz."),
     name: str = typer.Option("BandmateReplay", help="LSL stream name."),
     loop: bool = typer.Option(False, help="Start over at the end, until Ctrl-C."),
     speed: float = typer.Option(1.0, help="Playback speed (2 plays twice as fast)."),
@@ -132,7 +132,7 @@ def replay(
 
 @bci_app.command("render")
 def render(
-    recording: Path = typer.Argument(..., help="EEG file: EDF/BDF, XDF or npz."),
+    recording: Path = typer.Argument(..., help="EEG file: EDF/BDF, XDF, FIF, .vhdr or npz."),
     out: Path = typer.Option(..., "-o", "--out", help="MIDI file to write."),
     montage: Path | None = typer.Option(None, help="Montage YAML (default: Muse AF7/AF8)."),
     baseline: float = typer.Option(10.0, help="Seconds of calibration before the music."),
@@ -144,7 +144,7 @@ def render(
     from bci.loop import BciRunConfig
     from bci.montage import MUSE, load_montage
     from bci.offline import montage_signals, process_recording, render_midi, write_midi_file
-    from bci.replay import read_recording
+    from bci.recordings import read_recording
 
     data = read_recording(recording, stream_name)
     config = BciRunConfig(montage=load_montage(montage) if montage else MUSE,

@@ -333,11 +333,6 @@ def test_unknown_file_types_are_a_one_line_error(tmp_path: Path, name: str) -> N
     one_line_error(tmp_path / name, "unknown EEG file type")
 
 
-@pytest.mark.parametrize("name", ["sub-01_raw.fif", "sub-01.fif.gz", "sub-01.vhdr"])
-def test_fif_and_brainvision_say_they_need_mne(tmp_path: Path, name: str) -> None:
-    one_line_error(tmp_path / name, "need mne: convert to EDF")
-
-
 def test_nan_in_the_data_is_a_one_line_error(tmp_path: Path) -> None:
     data = np.zeros((100, 2))
     data[40, 1] = np.nan
