@@ -14,7 +14,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from server import cli_bci, cli_client, cli_engine, cli_live, cli_models, cli_serve  # noqa: E402
+from server import (  # noqa: E402  (register their commands)
+    cli_bci,
+    cli_client,
+    cli_engine,
+    cli_live,
+    cli_models,
+    cli_serve,
+    cli_session,
+)
 
 cli_models.register(app)
 cli_live.register(app)
@@ -22,6 +30,7 @@ cli_engine.register(app)
 cli_serve.register(app)
 cli_client.register(app)
 cli_bci.register(app)
+cli_session.register(app)
 
 
 def user_error_types() -> tuple[type[Exception], ...]:
