@@ -126,12 +126,17 @@ class BciSession:
         config: BciRunConfig,
         outputs: BciOutputs,
         on_window: Callable[[WindowResult], None] | None = None,
+        wrap_sink: Callable[[MidiSink], MidiSink] | None = None,
     ):
         self.log = JsonlLog(outputs.log_path)
         self.log.write({"type": "config", "lsl_clock": pylsl.local_clock(), **config.as_dict()})
         # The stream first: a missing stream or channel is the error to report, not the synth.
         self.loop = BciLoop(config, self.log, self._window)
         self.sink = make_sink(outputs)
+        if wrap_sink is not None:  # e.g. the session runner's per-block music gate
+            self.sink = wrap_sink(self.sink)
+        # Set by the session runner for sham blocks: music from another source than this EEG.
+        self.params_override: Callable[[], MusicParams] | None = None
         self.outlets = BciOutlets() if outputs.outlets else None
         self.server = ServerControl(outputs.server_osc) if outputs.server_osc else None
         self.on_window = on_window
@@ -148,6 +153,8 @@ class BciSession:
         self._lock = threading.Lock()
 
     def _params(self) -> MusicParams:
+        if self.params_override is not None:
+            return self.params_override()
         params = self.loop.processor.params
         assert params is not None, "the player starts only after the baseline"
         return params

@@ -1,4 +1,4 @@
-"""`bandmate session`: experiment studies (analysis; the protocol runner comes next)."""
+"""`bandmate session run|analyze`: experiment sessions and the study's analysis."""
 
 from __future__ import annotations
 
@@ -7,6 +7,43 @@ from pathlib import Path
 import typer
 
 session_app = typer.Typer(help="Experiment sessions and their analysis.", no_args_is_help=True)
+
+
+@session_app.command("run")
+def run(
+    protocol: Path = typer.Argument(
+        ..., help="Protocol YAML (e.g. bci/protocols/seed_study.yaml)."
+    ),
+    participant: str = typer.Option(..., help="Participant ID, e.g. P01 (sets counterbalancing)."),
+    out: Path = typer.Option(..., help="Study folder: raw/ sessions and the bids/ dataset."),
+    covariates: str | None = typer.Option(None, help="e.g. musical_training=5,acting=0"),
+    stream: str | None = typer.Option(None, help="LSL EEG stream name (default: any EEG)."),
+    montage: Path | None = typer.Option(None, help="Montage YAML (default: Muse AF7/AF8)."),
+    midi_port: str | None = typer.Option(None, help="Virtual MIDI output port for the music."),
+    synth_driver: str | None = typer.Option(
+        "jack", help="Without --midi-port: FluidSynth's audio driver; 'none' for silence."
+    ),
+    ratings: str = typer.Option("prompt", help="prompt (terminal) or auto (all 5s, for demos)."),
+    overwrite: bool = typer.Option(False, help="Replace this participant's existing session."),
+    seed: int = typer.Option(0, help="Seed of the music."),
+) -> None:
+    """Run one participant through a protocol: instructions, markers, the BCMI loop, and a
+    recording that survives a crash, exported as BIDS at the end."""
+    from bci.lsl_input import StreamQuery
+    from bci.montage import MUSE, load_montage
+    from bci.session_runner import RunnerConfig, SessionRunner, parse_covariates
+
+    if ratings not in ("prompt", "auto"):
+        raise typer.BadParameter("ratings is prompt or auto")
+    config = RunnerConfig(
+        protocol=protocol, participant=participant, out=out,
+        covariates=parse_covariates(covariates), query=StreamQuery(name=stream),
+        montage=load_montage(montage) if montage else MUSE, midi_port=midi_port,
+        synth_driver=None if synth_driver == "none" else synth_driver, ratings=ratings,
+        overwrite=overwrite, seed=seed,
+    )  # fmt: skip
+    written = SessionRunner(config, show=typer.echo).run()
+    typer.echo(f"session recorded in {config.out / 'raw'} and exported to {written}")
 
 
 @session_app.command("analyze")

@@ -1,0 +1,64 @@
+"""`bandmate session run` against the EEG simulator: blocks, markers, BIDS, and refusing to
+overwrite a participant's session."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bci.errors import BciError
+from bci.lsl_input import StreamQuery
+from bci.session_runner import RunnerConfig, SessionRunner, parse_covariates
+from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
+
+PROTOCOL = """\
+name: short test
+version: 1
+baseline_block: eyes_closed
+blocks:
+  - {name: eyes_closed, kind: baseline_eyes_closed, instruction: Close your eyes., duration_s: 4}
+  - {name: happy, kind: emotion, target_emotion: happy, instruction: Recall joy., duration_s: 4}
+  - {name: sad, kind: emotion, target_emotion: sad, instruction: Recall sorrow., duration_s: 4}
+  - {name: rest, kind: rest, instruction: Relax., duration_s: 1}
+sequence:
+  - eyes_closed
+  - {counterbalance: [happy, sad], after_each: rest}
+"""
+
+
+def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    name = f"sim-{uuid.uuid4().hex[:8]}"
+    simulator = Simulator(SimulatorConfig(name=name, source_id=name),
+                          Schedule((AsymmetryStep(0.0, 0.0), AsymmetryStep(5.0, 0.8))))  # fmt: skip
+    simulator.start()
+    shown: list[str] = []
+    config = RunnerConfig(protocol, "P02", tmp_path / "study", parse_covariates("acting=1"),
+                          StreamQuery(name=name), ratings="auto")  # fmt: skip
+    try:
+        vhdr = SessionRunner(config, show=shown.append).run()
+        with pytest.raises(BciError, match="already"):
+            SessionRunner(config, show=shown.append)
+    finally:
+        simulator.stop()
+    assert vhdr.is_file()
+    assert [line.split("]")[1].split(":")[0].strip() for line in shown] == [
+        "eyes_closed", "sad", "rest", "happy", "rest"  # participant 2 gets the second order
+    ]  # fmt: skip
+    events = pd.read_csv(next(vhdr.parent.glob("*_events.tsv")), sep="\t")
+    starts = events[events.trial_type == "block_start"]
+    assert list(starts.block) == ["eyes_closed", "sad", "rest", "happy", "rest"]
+    assert len(events[events.trial_type == "rating"]) == 2
+    participants = pd.read_csv(tmp_path / "study" / "bids" / "participants.tsv", sep="\t")
+    assert participants.loc[participants.participant_id == "sub-P02", "acting"].item() == 1
+    log = tmp_path / "study" / "raw" / "sub-P02" / "bcmi_loop.jsonl"
+    assert '"phase":"feedback"' in log.read_text()
+
+
+def test_bad_covariates_are_one_line() -> None:
+    with pytest.raises(BciError, match="expected NAME=NUMBER"):
+        parse_covariates("musical_training=lots")
