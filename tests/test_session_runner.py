@@ -62,3 +62,42 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
 def test_bad_covariates_are_one_line() -> None:
     with pytest.raises(BciError, match="expected NAME=NUMBER"):
         parse_covariates("musical_training=lots")
+
+
+def test_kill_9_mid_session_leaves_a_readable_recording_missing_under_1_s(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import pylsl
+
+    from bci.recorder import read_session
+    from tests.helpers import BANDMATE
+
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    name = f"sim-{uuid.uuid4().hex[:8]}"
+    simulator = Simulator(SimulatorConfig(name=name, source_id=name), Schedule())
+    simulator.start()
+    command = [BANDMATE, "session", "run", str(protocol), "--participant", "P01",
+               "--out", str(tmp_path / "study"), "--stream", name, "--ratings", "auto",
+               "--synth-driver", "none"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        folder = tmp_path / "study" / "raw" / "sub-P01"
+        deadline = time.monotonic() + 30
+        while not (folder / "eeg_timestamps.f64").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(4.0)
+        os.kill(process.pid, signal.SIGKILL)
+        killed_at = pylsl.local_clock()
+        process.wait(timeout=10)
+    finally:
+        simulator.stop()
+    recorded = read_session(folder)
+    assert not recorded.complete  # no clean close: it was killed
+    first, last = recorded.timestamps[0], recorded.timestamps[-1]
+    assert killed_at - last <= 1.0, f"the last {killed_at - last:.2f} s were lost"
+    assert recorded.samples.shape[1] >= (last - first) * 256 - 1  # no holes before that
+    assert [m["kind"] for m in recorded.markers][:1] == ["block_start"]
