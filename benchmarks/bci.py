@@ -98,11 +98,3 @@ def print_table(report: dict[str, Any]) -> None:
         table.add_row(label, str(row["n"]), f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}",
                       f"{row['max_ms']:.3f}", f"{row['sd_ms']:.3f}")  # fmt: skip
     Console().print(table)
-
-
-def write_report(report: dict[str, Any], path: Path | None) -> None:
-    text = json.dumps(report, indent=2)
-    print(text)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")

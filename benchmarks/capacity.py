@@ -10,7 +10,6 @@ plus the server's resident memory before and after.
 from __future__ import annotations
 
 import asyncio
-import json
 import platform
 import socket
 import subprocess
@@ -115,11 +114,3 @@ def print_table(report: dict[str, Any]) -> None:
                       str(row["dropped_messages"]))  # fmt: skip
     Console().print(table)
     print(f"server RSS {report['rss_before_mib']:.0f} -> {report['rss_after_mib']:.0f} MiB")
-
-
-def write_report(report: dict[str, Any], path: Path | None) -> None:
-    text = json.dumps(report, indent=2)
-    print(text)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")

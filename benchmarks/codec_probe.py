@@ -10,7 +10,6 @@ texture whatever is played.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,11 +97,3 @@ def print_table(report: dict[str, Any]) -> None:
     Console().print(table)
     print(f"latent std over time {report['latent_std_over_time']:.4f}, "
           f"between crops {report['latent_std_between_crops']:.2e}")  # fmt: skip
-
-
-def write_report(report: dict[str, Any], path: Path | None) -> None:
-    text = json.dumps(report, indent=2)
-    print(text)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")

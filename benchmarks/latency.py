@@ -8,7 +8,6 @@ compare directly; the first backend is the baseline for the ratios.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -151,11 +150,3 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['p50_vs_first_backend']:.2f}",
         )  # fmt: skip
     Console().print(table)
-
-
-def write_report(report: dict[str, Any], path: Path | None) -> None:
-    text = json.dumps(report, indent=2)
-    print(text)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")

@@ -4,10 +4,20 @@ for recorded EEG."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
 import typer
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM, so a command can stop cleanly."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    return stopping
+
 
 bci_app = typer.Typer(help="The brain-computer music interface.", no_args_is_help=True)
 
@@ -76,18 +86,11 @@ def simulate(
 
     plan = load_schedule(schedule) if schedule else Schedule.flipping(flip_every, 24 * 3600.0)
     simulator = Simulator(SimulatorConfig(name=name, seed=seed), plan)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stopping = stop_on_signals()
     simulator.start()
     typer.echo(f"simulating EEG on LSL stream {name!r}")
     started = time.monotonic()
-    while not stopping and (not duration or time.monotonic() - started < duration):
+    while not stopping.is_set() and (not duration or time.monotonic() - started < duration):
         time.sleep(0.05)
     simulator.stop()
     typer.echo(f"sent {simulator.sent} samples ({simulator.dropped} dropped by the schedule)")
@@ -106,14 +109,7 @@ def replay(
 
     recording = read_recording(file, stream_name=stream_name)
     replayer = Replayer(recording, name=name, loop=loop, speed=speed)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stopping = stop_on_signals()
     replayer.start()
     channels = ", ".join(recording.labels)
     how = (" looping" if loop else "") + (f" at {speed:g}x speed" if speed != 1 else "")
@@ -121,9 +117,9 @@ def replay(
         f"replaying {file.name} ({recording.span_s:.1f} s, {len(recording.labels)} channels "
         f"{channels}, {recording.rate:g} Hz) on LSL stream {name!r}{how}"
     )
-    while not stopping and not replayer.finished.is_set():
+    while not stopping.is_set() and not replayer.finished.is_set():
         time.sleep(0.05)
-    if not stopping:
+    if not stopping.is_set():
         time.sleep(0.5)  # the last push is queued, not yet sent: let it reach the receivers
     replayer.stop()
     passes = replayer.sent / recording.samples

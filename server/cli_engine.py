@@ -69,12 +69,8 @@ def bench_latency(
     backend: list[str] = typer.Option([], help="Only these backends (e.g. onnx-cpu); repeatable."),
 ) -> None:
     """Per-frame compute (encode + generate + decode) for each backend available here."""
-    from benchmarks.latency import (
-        LatencyBenchConfig,
-        print_table,
-        run_latency_benchmark,
-        write_report,
-    )
+    from benchmarks.latency import LatencyBenchConfig, print_table, run_latency_benchmark
+    from benchmarks.report import write_report
 
     config = LatencyBenchConfig(checkpoint, seconds, threads, tuple(backend))
     report = run_latency_benchmark(config)
@@ -88,7 +84,8 @@ def bench_codec(
     checkpoint: Path | None = typer.Option(None, help="Checkpoint with codec weights."),
 ) -> None:
     """Does the codec use its latents? Real vs time-averaged vs another crop's (needs torch)."""
-    from benchmarks.codec_probe import CodecProbeConfig, print_table, run_codec_probe, write_report
+    from benchmarks.codec_probe import CodecProbeConfig, print_table, run_codec_probe
+    from benchmarks.report import write_report
 
     report = run_codec_probe(CodecProbeConfig(checkpoint))
     write_report(report, json_path)
@@ -101,7 +98,8 @@ def bench_bci(
     seconds: float = typer.Option(60.0, help="Seconds of simulated EEG after the first window."),
 ) -> None:
     """The BCMI loop's processing latency and MIDI timing, with real LSL and JACK MIDI."""
-    from benchmarks.bci import BciBenchConfig, print_table, run_bci_benchmark, write_report
+    from benchmarks.bci import BciBenchConfig, print_table, run_bci_benchmark
+    from benchmarks.report import write_report
 
     report = run_bci_benchmark(BciBenchConfig(seconds=seconds))
     write_report(report, json_path)
@@ -116,12 +114,8 @@ def bench_capacity(
     models_dir: Path | None = typer.Option(None, help="Checkpoints folder for the server."),
 ) -> None:
     """N sessions at real-time pace against a real `bandmate serve` on loopback."""
-    from benchmarks.capacity import (
-        CapacityBenchConfig,
-        print_table,
-        run_capacity_benchmark,
-        write_report,
-    )
+    from benchmarks.capacity import CapacityBenchConfig, print_table, run_capacity_benchmark
+    from benchmarks.report import write_report
 
     report = run_capacity_benchmark(CapacityBenchConfig(sessions, seconds, models_dir=models_dir))
     write_report(report, json_path)
