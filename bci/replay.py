@@ -19,6 +19,7 @@ import pylsl
 
 from bci.errors import BciError
 from bci.recordings import Recording, read_recording
+from bci.simulate import eeg_outlet
 
 __all__ = ["Recording", "Replayer", "read_recording"]
 
@@ -98,17 +99,8 @@ class Replayer:
 
     def _new_outlet(self) -> pylsl.StreamOutlet:
         recording = self.recording
-        info = pylsl.StreamInfo(
-            self.name, "EEG", len(recording.labels), recording.rate, "float32", self.source_id
-        )
-        info.desc().append_child_value("manufacturer", "Bandmate replay")
-        channels = info.desc().append_child("channels")
-        for label in recording.labels:
-            channel = channels.append_child("channel")
-            channel.append_child_value("label", label)
-            channel.append_child_value("unit", "microvolts")
-            channel.append_child_value("type", "EEG")
-        return pylsl.StreamOutlet(info, chunk_size=self._chunk)
+        return eeg_outlet(self.name, self.source_id, recording.labels, recording.rate,
+                          self._chunk, "Bandmate replay")  # fmt: skip
 
     def _offset(self, index: int) -> float:
         """Recording seconds from sample 0 to sample `index`, counting earlier passes."""

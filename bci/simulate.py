@@ -234,6 +234,20 @@ def _in_ranges(indices: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray
     return mask
 
 
+def eeg_outlet(name: str, source_id: str, labels: tuple[str, ...], rate: float, chunk: int,
+               manufacturer: str) -> pylsl.StreamOutlet:  # fmt: skip
+    """An LSL EEG outlet described as receivers expect: float32 microvolts, channel labels."""
+    info = pylsl.StreamInfo(name, "EEG", len(labels), rate, "float32", source_id)
+    info.desc().append_child_value("manufacturer", manufacturer)
+    channels = info.desc().append_child("channels")
+    for label in labels:
+        channel = channels.append_child("channel")
+        channel.append_child_value("label", label)
+        channel.append_child_value("unit", "microvolts")
+        channel.append_child_value("type", "EEG")
+    return pylsl.StreamOutlet(info, chunk_size=chunk)
+
+
 class Simulator:
     """An LSL EEG outlet fed in real time from `synthesize`, on the wall clock
     (`pylsl.local_clock`): sample k is stamped origin + k / rate. Dropouts: the samples are not
@@ -286,17 +300,8 @@ class Simulator:
 
     def _new_outlet(self) -> pylsl.StreamOutlet:
         config = self.config
-        info = pylsl.StreamInfo(
-            config.name, "EEG", len(config.channels), self._rate, "float32", config.source_id
-        )
-        info.desc().append_child_value("manufacturer", "Bandmate simulator")
-        channels = info.desc().append_child("channels")
-        for label in config.channels:
-            channel = channels.append_child("channel")
-            channel.append_child_value("label", label)
-            channel.append_child_value("unit", "microvolts")
-            channel.append_child_value("type", "EEG")
-        return pylsl.StreamOutlet(info, chunk_size=self._chunk)
+        return eeg_outlet(config.name, config.source_id, config.channels, self._rate,
+                          self._chunk, "Bandmate simulator")  # fmt: skip
 
     def _run(self) -> None:
         next_index = 0
