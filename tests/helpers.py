@@ -5,10 +5,29 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from models.data.arrange import AugmentConfig
 from models.data.build import BuildConfig
 
 BANDMATE = str(Path(sys.executable).parent / "bandmate")
+SPKIT_RATE = 128.0
+
+
+def spkit_eeg() -> tuple[np.ndarray, list[str]]:
+    """spkit's real 16 s, 14-channel (Emotiv AF3..AF4, with F3/F4) recording at 128 Hz, in
+    microvolts [samples, channels], read straight from its pickle: importing spkit would pull
+    heavy dependencies. `make test` installs the wheel without them."""
+    import importlib.util
+    import pickle
+
+    spec = importlib.util.find_spec("spkit")
+    if spec is None or not spec.submodule_search_locations:
+        raise AssertionError("spkit is not installed: `make test` installs it (it ships real EEG)")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "files" / "EEG16SecData.pkl"
+    with path.open("rb") as file:
+        data, labels = pickle.load(file)
+    return np.asarray(data, dtype=float), list(labels)
 
 
 def tiny_build_config(out: Path, **overrides: object) -> BuildConfig:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pickle
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from bci.loop import BciRunConfig
 from bci.montage import F3F4_128
 from bci.offline import montage_signals, process_recording, render_midi
 from bci.simulate import AsymmetryStep, Schedule, SimulatorConfig, synthesize
+from tests.helpers import SPKIT_RATE, spkit_eeg
 
 
 def simulated(seconds: float) -> tuple[np.ndarray, list[str], float]:
@@ -24,13 +22,8 @@ def simulated(seconds: float) -> tuple[np.ndarray, list[str], float]:
 
 
 def spkit_recording() -> tuple[np.ndarray, list[str], float]:
-    spec = importlib.util.find_spec("spkit")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("spkit is missing: `make test` installs it (for its real EEG recording)")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "files" / "EEG16SecData.pkl"
-    with path.open("rb") as file:
-        data, labels = pickle.load(file)
-    return np.asarray(data, np.float64).T, list(labels), 128.0
+    data, labels = spkit_eeg()
+    return data.T, labels, SPKIT_RATE
 
 
 def render(data: np.ndarray, labels: list[str], rate: float, config: BciRunConfig) -> list:

@@ -6,8 +6,6 @@ recording sets its length), and each test checks one of them. Streams are named 
 
 from __future__ import annotations
 
-import importlib.util
-import pickle
 import struct
 import subprocess
 import time
@@ -26,7 +24,7 @@ import pytest
 from bci.errors import BciError
 from bci.lsl_input import channel_labels
 from bci.replay import Recording, Replayer, read_recording
-from tests.helpers import BANDMATE
+from tests.helpers import BANDMATE, SPKIT_RATE, spkit_eeg
 
 MUSE_LABELS = ["TP9", "AF7", "AF8", "TP10"]
 STAMP_TOLERANCE_S = 1e-6
@@ -50,14 +48,9 @@ def write_edf(
 
 
 def spkit_npz(path: Path) -> Path:
-    """spkit's real 16 s Emotiv recording (a pickle of [array [2048, 14] uV, 14 labels],
-    128 Hz) in our npz interchange format. spkit itself is not imported."""
-    spec = importlib.util.find_spec("spkit")
-    assert spec is not None and spec.submodule_search_locations, "spkit is not installed"
-    source = Path(spec.submodule_search_locations[0]) / "data" / "files" / "EEG16SecData.pkl"
-    with source.open("rb") as file:
-        data, labels = pickle.load(file)
-    np.savez(path, data=np.asarray(data), labels=np.asarray(labels), rate=128.0)
+    """spkit's real recording (tests.helpers.spkit_eeg) in our npz interchange format."""
+    data, labels = spkit_eeg()
+    np.savez(path, data=data, labels=np.asarray(labels), rate=SPKIT_RATE)
     return path
 
 

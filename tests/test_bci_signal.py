@@ -3,10 +3,7 @@ a real 16 s recording. Synthetic EEG is pink (1/f) noise at ~10 uV plus a 10 Hz 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +17,7 @@ from bci.faa import (
     window_features,
 )
 from bci.quality import GateConfig, GateFlags, check_window
+from tests.helpers import spkit_eeg
 
 RATE = 256.0
 WINDOW = int(2.0 * RATE)
@@ -311,19 +309,8 @@ def test_individual_alpha_centres_the_band_on_the_iaf() -> None:
 # --- real EEG -----------------------------------------------------------------------------
 
 
-def load_spkit_recording() -> tuple[np.ndarray, list[str]]:
-    """spkit's 16 s, 14-channel, 128 Hz recording, read straight from its pickle."""
-    spec = importlib.util.find_spec("spkit")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("spkit is not installed: `make test` installs it (it ships the real EEG)")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "files" / "EEG16SecData.pkl"
-    with path.open("rb") as file:
-        data, labels = pickle.load(file)
-    return np.asarray(data, dtype=float), list(labels)  # [2048, 14]
-
-
 def test_real_eeg_gives_finite_features_and_a_working_gate() -> None:
-    data, labels = load_spkit_recording()
+    data, labels = spkit_eeg()
     rate = 128.0
     left, right = data[:, labels.index("F3")], data[:, labels.index("F4")]
     config = FaaConfig()
@@ -344,7 +331,7 @@ def test_real_eeg_gives_finite_features_and_a_working_gate() -> None:
 
 
 def test_real_eeg_has_its_alpha_peak_near_10_hz() -> None:
-    data, labels = load_spkit_recording()
+    data, labels = spkit_eeg()
     quiet = slice(0, int(7.5 * 128))  # before the large artefact at 8-14 s
     left, right = data[quiet, labels.index("F3")], data[quiet, labels.index("F4")]
     assert individual_alpha_frequency(left, right, 128.0, 2.0) == pytest.approx(10.0, abs=1.0)
