@@ -101,6 +101,10 @@ class ServerControl:
             raise BciError(f"--server-osc wants HOST:PORT, not {address!r}")
         self.client = SimpleUDPClient(host, int(port))
 
+    def instruction(self, text: str) -> None:
+        """Shown on the server's page ("" clears it)."""
+        self.client.send_message("/bandmate/instruction", text)
+
     def window(self, result: WindowResult) -> None:
         if result.params is None:
             return

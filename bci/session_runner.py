@@ -33,7 +33,7 @@ from bci.midi_out import MidiSink
 from bci.montage import MUSE, Montage
 from bci.protocol import PlannedBlock, Protocol, load_protocol, participant_index, plan_session
 from bci.recorder import SessionRecorder, read_session
-from bci.session_run import BciOutputs, BciSession
+from bci.session_run import BciOutputs, BciSession, ServerControl
 
 TASK = "bcmi"  # the BIDS task label of every session (what `session analyze` reads)
 
@@ -51,6 +51,8 @@ class RunnerConfig:
     ratings: str = "prompt"  # "prompt" asks on the terminal; "auto" records 5s (tests, demos)
     overwrite: bool = False
     seed: int = 0
+    server_osc: str | None = None  # "HOST:PORT" of `bandmate serve --osc-port`: its page
+    # shows the instructions, and the valence drives its accompaniment
 
 
 def parse_covariates(text: str | None) -> dict[str, float]:
@@ -149,6 +151,7 @@ class SessionRunner:
         self.markers = pylsl.StreamOutlet(outlet_info)
         self.bcmi: BciSession | None = None
         self.gate: MusicGate | None = None
+        self.server = ServerControl(config.server_osc) if config.server_osc else None
 
     def marker(self, kind: str, **fields: object) -> None:
         now = pylsl.local_clock()
@@ -161,6 +164,8 @@ class SessionRunner:
                 self._block(planned)
             self.marker("session_end")
         finally:
+            if self.server is not None:
+                self.server.instruction("")
             if self.bcmi is not None:
                 self.bcmi.stop()
             self.eeg.close()
@@ -178,6 +183,8 @@ class SessionRunner:
             f"[{planned.index + 1}/{len(self.plan)}] {block.name}: {block.instruction} "
             f"({block.duration_s:g} s)"
         )
+        if self.server is not None:
+            self.server.instruction(block.instruction)
         fields = {
             "block": block.name,
             "block_kind": block.kind,
@@ -215,6 +222,7 @@ class SessionRunner:
             seed=self.config.seed,
         )
         outputs = BciOutputs(
+            server_osc=self.config.server_osc,
             midi_port=self.config.midi_port,
             outlets=True,
             log_path=self.folder / "bcmi_loop.jsonl",

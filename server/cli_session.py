@@ -26,6 +26,9 @@ def run(
     ratings: str = typer.Option("prompt", help="prompt (terminal) or auto (all 5s, for demos)."),
     overwrite: bool = typer.Option(False, help="Replace this participant's existing session."),
     seed: int = typer.Option(0, help="Seed of the music."),
+    server_osc: str | None = typer.Option(
+        None, help="HOST:PORT of `bandmate serve --osc-port`: instructions on its page."
+    ),
 ) -> None:
     """Run one participant through a protocol: instructions, markers, the BCMI loop, and a
     recording that survives a crash, exported as BIDS at the end."""
@@ -40,7 +43,7 @@ def run(
         covariates=parse_covariates(covariates), query=StreamQuery(name=stream),
         montage=load_montage(montage) if montage else MUSE, midi_port=midi_port,
         synth_driver=None if synth_driver == "none" else synth_driver, ratings=ratings,
-        overwrite=overwrite, seed=seed,
+        overwrite=overwrite, seed=seed, server_osc=server_osc,
     )  # fmt: skip
     written = SessionRunner(config, show=typer.echo).run()
     typer.echo(f"session recorded in {config.out / 'raw'} and exported to {written}")

@@ -4,8 +4,9 @@ set session controls, validated exactly as a WebSocket `control` message is.
 Both apply to every session, or with OSC to one: `/bandmate/<control> value` or
 `/bandmate/<session id>/<control> value`; `/bandmate/reset` (or a mapped CC) resets.
 `/bandmate/valence v` (from `bandmate bci run --server-osc`) only reports the listener's
-valence in telemetry. They run on their own threads; SessionHost.command is safe from any
-thread.
+valence in telemetry, and `/bandmate/instruction "text"` (from `bandmate session run`) the
+experiment's current instruction, which the page shows. They run on their own threads;
+SessionHost.command is safe from any thread.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def apply_control(host: SessionHost, name: str, value: Any, session: str | None 
     if name == "reset":
         for hosted in targets:
             host.command(hosted, "reset")
+        return True
+    if name == "instruction":  # from `bandmate session run --server-osc`: shown on the page
+        host.instruction = str(value)[:500] if value else None
         return True
     if name == "valence":  # from a BCMI loop (`bandmate bci run --server-osc`): telemetry only
         if not isinstance(value, int | float) or not -1.0 <= value <= 1.0:

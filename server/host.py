@@ -134,6 +134,7 @@ class SessionHost:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bandmate-stepper", daemon=True)
+        self.instruction: str | None = None  # an experiment's current instruction, for the page
 
     # -- lifecycle (event loop side) ------------------------------------------------------
     def start(self) -> None:

@@ -150,6 +150,7 @@ class TelemetryMessage(BaseModel):
     dropped_messages: int
     controls: dict[str, float | int | str]
     valence: float | None = None  # when the BCMI loop runs
+    instruction: str | None = None  # when an experiment session runs
 
 
 class ControlAck(BaseModel):

@@ -260,5 +260,6 @@ class StreamHandler:
                 dropped_messages=hosted.dropped_messages + hosted.dropped_blocks,
                 controls=hosted.controls(),
                 valence=hosted.valence,
+                instruction=self.host.instruction,
             )
             outbox.put(message.model_dump_json())

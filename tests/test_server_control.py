@@ -68,6 +68,10 @@ def test_midi_cc_and_osc_change_controls(jack_server: JackServer, tiny_checkpoin
             await telemetry_until(ws, lambda c: c["noise_scale"] == 2.0, block)
             SimpleUDPClient("127.0.0.1", osc_port).send_message("/bandmate/gain", 0.5)
             await telemetry_until(ws, lambda c: c["gain"] == 0.5, block)
+            SimpleUDPClient("127.0.0.1", osc_port).send_message("/bandmate/instruction", "Relax.")
+            await telemetry_until(ws, lambda c: True, block)  # the next telemetry after it
+            seen = await telemetry_until(ws, lambda c: True, block)
+            assert seen["instruction"] == "Relax."
             SimpleUDPClient("127.0.0.1", osc_port).send_message("/bandmate/gain", 99.0)
             SimpleUDPClient("127.0.0.1", osc_port).send_message("/bandmate/dry_wet", 0.25)
             seen = await telemetry_until(ws, lambda c: c["dry_wet"] == 0.25, block)

@@ -29,6 +29,20 @@ sequence:
 """
 
 
+def osc_listener(address: str, into: list[str]):  # type: ignore[no-untyped-def]
+    """A real OSC server on a free UDP port, appending each message's argument."""
+    import threading
+
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    dispatcher = Dispatcher()
+    dispatcher.map(address, lambda _, value: into.append(value))
+    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(PROTOCOL)
@@ -37,15 +51,28 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
                           Schedule((AsymmetryStep(0.0, 0.0), AsymmetryStep(5.0, 0.8))))  # fmt: skip
     simulator.start()
     shown: list[str] = []
+    instructions: list[str] = []
+    osc = osc_listener("/bandmate/instruction", instructions)
     config = RunnerConfig(protocol, "P02", tmp_path / "study", parse_covariates("acting=1"),
-                          StreamQuery(name=name), ratings="auto")  # fmt: skip
+                          StreamQuery(name=name), ratings="auto",
+                          server_osc=f"127.0.0.1:{osc.server_address[1]}")  # fmt: skip
     try:
         vhdr = SessionRunner(config, show=shown.append).run()
         with pytest.raises(BciError, match="already"):
             SessionRunner(config, show=shown.append)
     finally:
         simulator.stop()
+        osc.shutdown()
     assert vhdr.is_file()
+    # What a server's page would have shown, block by block, then cleared.
+    assert instructions == [
+        "Close your eyes.",
+        "Recall sorrow.",
+        "Relax.",
+        "Recall joy.",
+        "Relax.",
+        "",
+    ]
     assert [line.split("]")[1].split(":")[0].strip() for line in shown] == [
         "eyes_closed", "sad", "rest", "happy", "rest"  # participant 2 gets the second order
     ]  # fmt: skip

@@ -141,6 +141,9 @@ function onAccompaniment(samples) {
 
 function onTelemetry(t) {
   stats.telemetry++;
+  const instruction = $("instruction");
+  instruction.textContent = t.instruction || "";
+  instruction.hidden = !t.instruction;
   const buffered = (2 * BLOCK) / audio.context.sampleRate * 1000;
   $("latency").textContent = `${(t.latency_ms + buffered).toFixed(1)} ms`;
   $("latency").title = `model ${t.latency_ms.toFixed(1)} ms + jitter buffer ${buffered.toFixed(1)} ms, plus the network`;
