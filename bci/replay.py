@@ -19,16 +19,18 @@ import pylsl
 
 from bci.errors import BciError
 from bci.recordings import Recording, read_recording
-from bci.simulate import eeg_outlet
+from bci.simulate import PacedOutlet, eeg_outlet
 
 __all__ = ["Recording", "Replayer", "read_recording"]
 
 
-class Replayer:
+class Replayer(PacedOutlet):
     """An LSL EEG outlet that plays a `Recording` in real time from a thread: sample k of pass
     p is stamped `origin + (p * span + offset_k) / speed` on `pylsl.local_clock()` and pushed
     once that time has come. `open()` makes the outlet resolvable before playback starts (so a
     receiver can connect and see sample 0); `start()` opens it if needed."""
+
+    thread_name = "bci-replay"
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class Replayer:
             raise ValueError("the recording has no samples")
         if not chunk_s > 0:
             raise ValueError(f"chunk_s must be positive, got {chunk_s}")
+        super().__init__()
         self.recording = recording
         self.name = name
         self.source_id = source_id
@@ -55,47 +58,12 @@ class Replayer:
         self._offsets = recording.offsets
         self._span = recording.span_s
         self._samples = np.ascontiguousarray(recording.data.T, dtype=np.float32)  # [n, ch]
-        self._outlet: pylsl.StreamOutlet | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._finished = threading.Event()
-        self._origin = 0.0
-        self._sent = 0
-
-    @property
-    def origin(self) -> float:
-        """local_clock stamp of sample 0."""
-        return self._origin
-
-    @property
-    def sent(self) -> int:
-        """Samples pushed so far, over all passes."""
-        return self._sent
 
     @property
     def finished(self) -> threading.Event:
         """Set once a non-looping replay has pushed its last sample."""
         return self._finished
-
-    def open(self) -> None:
-        """Create the outlet (resolvable once this returns) without sending anything yet."""
-        if self._outlet is None:
-            self._outlet = self._new_outlet()
-
-    def start(self) -> None:
-        """Open the outlet if needed and start sending from a thread."""
-        if self._thread is not None:
-            raise RuntimeError("the replayer is already started")
-        self.open()
-        self._origin = pylsl.local_clock()
-        self._thread = threading.Thread(target=self._run, name="bci-replay", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._outlet = None  # pylsl destroys the outlet with its last reference
 
     def _new_outlet(self) -> pylsl.StreamOutlet:
         recording = self.recording

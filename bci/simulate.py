@@ -248,26 +248,19 @@ def eeg_outlet(name: str, source_id: str, labels: tuple[str, ...], rate: float, 
     return pylsl.StreamOutlet(info, chunk_size=chunk)
 
 
-class Simulator:
-    """An LSL EEG outlet fed in real time from `synthesize`, on the wall clock
-    (`pylsl.local_clock`): sample k is stamped origin + k / rate. Dropouts: the samples are not
-    pushed at all (their stamps are skipped). A kill event destroys the outlet for duration_s
-    and creates a new one with the same source_id."""
+class PacedOutlet:
+    """What the simulator and the replayer share: an LSL outlet fed from a thread, sample 0
+    stamped at `origin` on `pylsl.local_clock()`. Subclasses make the outlet and pace the
+    pushes (`_new_outlet`, `_run`)."""
 
-    def __init__(self, config: SimulatorConfig, schedule: Schedule) -> None:
-        self.config = config
-        self.schedule = schedule
-        self._rate = config.montage.sample_rate
-        self._chunk = max(1, round(config.chunk_s * self._rate))
-        self._killed = schedule.sample_ranges(("kill",), self._rate)
-        self._silent = schedule.sample_ranges(("kill", "dropout"), self._rate)
+    thread_name = "bci-outlet"
+
+    def __init__(self) -> None:
         self._outlet: pylsl.StreamOutlet | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._origin = 0.0
         self._sent = 0
-        self._dropped = 0
-        self._cache_start, self._cache = 0, np.zeros((len(config.channels), 0))
 
     @property
     def origin(self) -> float:
@@ -276,20 +269,21 @@ class Simulator:
 
     @property
     def sent(self) -> int:
+        """Samples pushed so far."""
         return self._sent
 
-    @property
-    def dropped(self) -> int:
-        """Samples skipped by dropouts and kills."""
-        return self._dropped
+    def open(self) -> None:
+        """Create the outlet (resolvable once this returns) without sending anything yet."""
+        if self._outlet is None:
+            self._outlet = self._new_outlet()
 
     def start(self) -> None:
-        """Open the outlet (resolvable once this returns) and start sending from a thread."""
+        """Open the outlet if needed and start sending from a thread."""
         if self._thread is not None:
-            raise RuntimeError("the simulator is already started")
-        self._outlet = self._new_outlet()
+            raise RuntimeError(f"{type(self).__name__} is already started")
+        self.open()
         self._origin = pylsl.local_clock()
-        self._thread = threading.Thread(target=self._run, name="bci-simulator", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -297,6 +291,37 @@ class Simulator:
         if self._thread is not None:
             self._thread.join()
         self._outlet = None  # pylsl destroys the outlet with its last reference
+
+    def _new_outlet(self) -> pylsl.StreamOutlet:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Simulator(PacedOutlet):
+    """An LSL EEG outlet fed in real time from `synthesize`, on the wall clock
+    (`pylsl.local_clock`): sample k is stamped origin + k / rate. Dropouts: the samples are not
+    pushed at all (their stamps are skipped). A kill event destroys the outlet for duration_s
+    and creates a new one with the same source_id."""
+
+    thread_name = "bci-simulator"
+
+    def __init__(self, config: SimulatorConfig, schedule: Schedule) -> None:
+        super().__init__()
+        self.config = config
+        self.schedule = schedule
+        self._rate = config.montage.sample_rate
+        self._chunk = max(1, round(config.chunk_s * self._rate))
+        self._killed = schedule.sample_ranges(("kill",), self._rate)
+        self._silent = schedule.sample_ranges(("kill", "dropout"), self._rate)
+        self._dropped = 0
+        self._cache_start, self._cache = 0, np.zeros((len(config.channels), 0))
+
+    @property
+    def dropped(self) -> int:
+        """Samples skipped by dropouts and kills."""
+        return self._dropped
 
     def _new_outlet(self) -> pylsl.StreamOutlet:
         config = self.config
