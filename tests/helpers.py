@@ -66,6 +66,14 @@ def train_tiny_checkpoint(data_root: Path, work: Path) -> Path:
     return exported
 
 
+def models_dir(root: Path, checkpoint: Path, names: tuple[str, ...] = ("default",)) -> Path:
+    """A --models-dir at `root` offering `checkpoint` under each name (symlinks)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (root / name).symlink_to(checkpoint)
+    return root
+
+
 class RunningServer:
     """A real `bandmate serve` process on loopback, stopped by `stop()`."""
 

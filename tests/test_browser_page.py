@@ -13,16 +13,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.helpers import RunningServer
+from tests.helpers import RunningServer, models_dir
 
 
 @pytest.fixture(scope="module")
 def page_server(
     tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    models = tmp_path_factory.mktemp("page_models")
-    (models / "default").symlink_to(tiny_checkpoint)
-    server = RunningServer(models)
+    server = RunningServer(models_dir(tmp_path_factory.mktemp("page_models"), tiny_checkpoint))
     yield server
     server.stop()
 

@@ -23,14 +23,12 @@ from clients.stream import StreamOptions, stream_audio
 from engine.backends import Backend
 from engine.filemode import accompany
 from tests.helpers import BANDMATE, RunningServer
+from tests.helpers import models_dir as offering
 
 
 @pytest.fixture(scope="module")
 def models_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    (root / "default").symlink_to(tiny_checkpoint)
-    (root / "second").symlink_to(tiny_checkpoint)
-    return root
+    return offering(tmp_path_factory.mktemp("models"), tiny_checkpoint, ("default", "second"))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from websockets.asyncio.client import connect
 
 from engine.jackd import JackServer
-from tests.helpers import RunningServer
+from tests.helpers import RunningServer, models_dir
 
 
 def free_udp_port() -> int:
@@ -45,9 +45,7 @@ async def telemetry_until(ws: Any, predicate: Any, block: bytes, timeout: float 
 @pytest.mark.jack
 def test_midi_cc_and_osc_change_controls(jack_server: JackServer, tiny_checkpoint: Path,
                                          tmp_path: Path) -> None:  # fmt: skip
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "default").symlink_to(tiny_checkpoint)
+    models = models_dir(tmp_path / "models", tiny_checkpoint)
     osc_port = free_udp_port()
     server = RunningServer(models, "--midi-in", "bandmate-cc", "--osc-port", str(osc_port))
     midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="test-controller")
@@ -94,9 +92,7 @@ def test_client_live_streams_the_audio_interface(jack_server: JackServer, tiny_c
 
     from tests.helpers import BANDMATE
 
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "default").symlink_to(tiny_checkpoint)
+    models = models_dir(tmp_path / "models", tiny_checkpoint)
     server = RunningServer(models)
     try:
         done = subprocess.run(
@@ -123,9 +119,7 @@ def test_the_bcmi_loop_drives_the_server_and_its_telemetry_shows_valence(
     from bci.session_run import BciOutputs, BciSession
     from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
 
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "default").symlink_to(tiny_checkpoint)
+    models = models_dir(tmp_path / "models", tiny_checkpoint)
     osc_port = free_udp_port()
     server = RunningServer(models, "--osc-port", str(osc_port))
     name = f"sim-{osc_port}"
