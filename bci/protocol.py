@@ -285,22 +285,34 @@ def _ordered_names(item: SequenceItem, participant_index: int) -> list[str]:
     return names
 
 
-_PARTICIPANT_ID = re.compile(r"[A-Za-z_-]*?(\d+)")
+# An optional "sub-" (or other letters and "-"/"_"), then the BIDS label: letters, then the
+# participant's 1-based number. BIDS labels are alphanumeric, so the label drops the prefix.
+_PARTICIPANT_ID = re.compile(r"(?:[A-Za-z]*[_-])?([A-Za-z]*?(\d+))")
+
+
+def participant_label(participant_id: str) -> str:
+    """The BIDS subject label of a participant id: "P01" -> "P01", "sub-07" -> "07"; BciError
+    for an id without a trailing number."""
+    return _match_participant(participant_id).group(1)
 
 
 def participant_index(participant_id: str) -> int:
     """The 0-based index of a participant id that ends in their 1-based number: "P01", "sub-07"
     and "12" are 0, 6 and 11. BciError for anything else."""
+    number = int(_match_participant(participant_id).group(2))
+    if number < 1:
+        raise BciError(f"participant id '{participant_id}': participant numbers start at 1")
+    return number - 1
+
+
+def _match_participant(participant_id: str) -> re.Match[str]:
     match = _PARTICIPANT_ID.fullmatch(participant_id.strip())
     if match is None:
         raise BciError(
             f"participant id '{participant_id}' should be a number, optionally after letters "
             "(P01, sub-07, 12)"
         )
-    number = int(match.group(1))
-    if number < 1:
-        raise BciError(f"participant id '{participant_id}': participant numbers start at 1")
-    return number - 1
+    return match
 
 
 def load_protocol(path: Path) -> Protocol:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,14 @@ from bci.lsl_input import StreamQuery, channel_labels, resolve_stream
 from bci.mapping import MusicParams, ParameterMapper
 from bci.midi_out import MidiSink
 from bci.montage import MUSE, Montage
-from bci.protocol import PlannedBlock, Protocol, load_protocol, participant_index, plan_session
+from bci.protocol import (
+    PlannedBlock,
+    Protocol,
+    load_protocol,
+    participant_index,
+    participant_label,
+    plan_session,
+)
 from bci.recorder import SessionRecorder, read_session
 from bci.session_run import BciOutputs, BciSession, ServerControl
 
@@ -116,7 +122,10 @@ class EegRecording:
         while not self.stopping.is_set():
             samples, stamps = self.inlet.pull_chunk(timeout=0.05)
             if stamps:
-                self.recorder.write_eeg(np.asarray(stamps), np.asarray(samples, np.float32).T)
+                try:
+                    self.recorder.write_eeg(np.asarray(stamps), np.asarray(samples, np.float32).T)
+                except BciError:  # the disk failed: the runner stops and names it
+                    return
 
     def close(self) -> None:
         self.stopping.set()
@@ -137,7 +146,8 @@ class SessionRunner:
         self.plan: list[PlannedBlock] = plan_session(
             self.protocol, participant_index(config.participant)
         )
-        self.folder = config.out / "raw" / f"sub-{config.participant}"
+        self.label = participant_label(config.participant)  # "sub-07" and "07" are one person
+        self.folder = config.out / "raw" / f"sub-{self.label}"
         info = resolve_stream(config.query)
         self.eeg = EegRecording(info, self.folder, config.overwrite)
         outlet_info = pylsl.StreamInfo(
@@ -146,10 +156,12 @@ class SessionRunner:
             1,
             pylsl.IRREGULAR_RATE,
             "string",
-            f"bandmate-markers-{config.participant}",
+            f"bandmate-markers-{self.label}",
         )
         self.markers = pylsl.StreamOutlet(outlet_info)
         self.bcmi: BciSession | None = None
+        self.bcmi_thread: threading.Thread | None = None
+        self.bcmi_error: BciError | None = None
         self.gate: MusicGate | None = None
         self.server = ServerControl(config.server_osc) if config.server_osc else None
 
@@ -166,9 +178,12 @@ class SessionRunner:
         finally:
             if self.server is not None:
                 self.server.instruction("")
-            if self.bcmi is not None:
+            if self.bcmi is not None and self.bcmi_thread is not None:
                 self.bcmi.stop()
+                self.bcmi_thread.join(timeout=5)
             self.eeg.close()
+        if self.bcmi_error is not None:
+            raise self.bcmi_error
         return self._export()
 
     def _block(self, planned: PlannedBlock) -> None:
@@ -193,7 +208,9 @@ class SessionRunner:
             "repetition": planned.repetition,
         }
         self.marker("block_start", duration_s=block.duration_s, **fields)
-        time.sleep(block.duration_s)
+        # A recording that fails (a full disk) ends the block at once: the marker below then
+        # raises the recorder's error, and the session stops keeping what reached the disk.
+        self.eeg.recorder.failed.wait(block.duration_s)
         self.marker("block_end", **fields)
         if block.ratings:
             valence, arousal = self._rate("valence"), self._rate("arousal")
@@ -234,7 +251,15 @@ class SessionRunner:
             return self.gate
 
         self.bcmi = BciSession(config, outputs, wrap_sink=wrap)
-        threading.Thread(target=self.bcmi.run, name="bcmi-loop", daemon=True).start()
+        self.bcmi_thread = threading.Thread(target=self._run_bcmi, name="bcmi-loop", daemon=True)
+        self.bcmi_thread.start()
+
+    def _run_bcmi(self) -> None:
+        assert self.bcmi is not None
+        try:
+            self.bcmi.run()
+        except BciError as error:  # raised by run() once the loop has stopped
+            self.bcmi_error = error
 
     def _export(self) -> Path:
         recorded = read_session(self.folder)
@@ -243,7 +268,7 @@ class SessionRunner:
         return export_bids(
             recorded,
             self.config.out / "bids",
-            self.config.participant,
+            self.label,
             None,
             TASK,
             self.config.covariates,

@@ -15,6 +15,7 @@ from bci.protocol import (
     balanced_latin_square,
     load_protocol,
     participant_index,
+    participant_label,
     plan_session,
 )
 
@@ -268,7 +269,33 @@ def test_participant_index_is_the_trailing_number_minus_one(
     assert participant_index(participant_id) == index
 
 
+@pytest.mark.parametrize(
+    ("participant_id", "label"),
+    [("P01", "P01"), ("sub-07", "07"), ("12", "12"), ("p003", "p003"), ("sub_10", "10")],
+)
+def test_the_bids_label_drops_a_sub_prefix_and_stays_alphanumeric(
+    participant_id: str, label: str
+) -> None:
+    assert participant_label(participant_id) == label
+
+
 @pytest.mark.parametrize("participant_id", ["", "P", "alice", "P01a", "sub-07-run2", "P00"])
 def test_participant_index_refuses_ids_without_a_number(participant_id: str) -> None:
     with pytest.raises(BciError, match="participant"):
         participant_index(participant_id)
+
+
+def test_session_run_without_a_participant_says_so_and_exits_2(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.helpers import BANDMATE
+
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(VALID)
+    done = subprocess.run(
+        [BANDMATE, "session", "run", str(protocol), "--out", str(tmp_path / "study")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "Missing option '--participant'" in done.stderr
+    assert not (tmp_path / "study").exists()
