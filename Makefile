@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 DEMO_OUT ?= out/demo
+# The official BIDS validator (npm) checks the BIDS that `bandmate session run` writes.
+BIDS_VALIDATOR := .cache/npm/node_modules/.bin/bids-validator
 
 .PHONY: demo test lint system-deps clean
 
@@ -29,10 +31,13 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps spkit==0.0.9.7
 	touch $@ $(RUNTIME_STAMP)
 
+$(BIDS_VALIDATOR):
+	npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error bids-validator@1.15.0
+
 demo: system-deps $(RUNTIME_STAMP)
 	$(BIN)/bandmate demo --out $(DEMO_OUT)
 
-test: system-deps $(DEV_STAMP)
+test: system-deps $(DEV_STAMP) $(BIDS_VALIDATOR)
 	$(BIN)/python -m pytest
 
 lint: $(DEV_STAMP)

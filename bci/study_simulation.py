@@ -80,3 +80,62 @@ def simulate_study_bids(root: Path, study: SimulatedStudy) -> list[float]:
                         task=study.task, covariates=covariates, manifest=manifest,
                         extra_files=[])  # fmt: skip
     return intercepts
+
+
+@dataclass(frozen=True)
+class PlantedPartition:
+    """The variance partition a study plants, on the FAA scale the analysis sees."""
+
+    gain: float  # FAA per unit of simulator asymmetry (alpha diluted by the 1/f background)
+    bin_variance: float  # variance of one bin's FAA at a fixed asymmetry: the residual
+    emotion: float  # variance of the planted +-effect/2 over rows (balanced design)
+    participant: float  # variance of the realised intercepts (all participant-level sources)
+
+    @property
+    def shares(self) -> dict[str, float]:
+        total = self.emotion + self.participant + self.bin_variance
+        return {
+            "target_emotion": self.emotion / total,
+            "participant_level": self.participant / total,
+            "residual": self.bin_variance / total,
+        }
+
+
+def planted_partition(
+    study: SimulatedStudy, intercepts: list[float], calibration_s: float = 600.0
+) -> PlantedPartition:
+    """What `simulate_study_bids` planted, in FAA units.
+
+    The planted values are in simulator asymmetry units; FAA sees them through a gain and adds
+    the estimation noise of each bin, both properties of the simulator and the FAA pipeline,
+    not of the study. Both are measured here on separate simulated EEG (other seeds) at three
+    fixed asymmetries, through the same bins the study loader computes: the gain as the slope
+    of bin FAA on asymmetry, the bin variance pooled within levels. The participant part uses
+    the intercepts this study actually drew, not their population SD: with 8 participants the
+    drawn spread is itself a noisy sample, and the analysis can only recover what was drawn.
+    """
+    from bci.study import StudyConfig, block_faa_bins
+
+    config = StudyConfig()
+    levels = (-0.25, 0.0, 0.25)
+    means, variances, counts = [], [], []
+    for number, level in enumerate(levels):
+        simulator = SimulatorConfig(seed=10_000_000 + 1000 * study.seed + number)
+        rate = simulator.montage.sample_rate
+        data = synthesize(simulator, Schedule((AsymmetryStep(0.0, level),)), 0,
+                          int(calibration_s * rate))  # fmt: skip
+        left = data[simulator.channels.index(simulator.montage.left)]
+        right = data[simulator.channels.index(simulator.montage.right)]
+        bins = np.array(block_faa_bins(left, right, rate, config))
+        bins = bins[~np.isnan(bins)]
+        means.append(float(bins.mean()))
+        variances.append(float(bins.var(ddof=1)))
+        counts.append(len(bins))
+    gain = float(np.polyfit(levels, means, 1)[0])
+    pooled = float(np.average(variances, weights=np.array(counts) - 1))
+    return PlantedPartition(
+        gain=gain,
+        bin_variance=pooled,
+        emotion=(gain * study.effect / 2) ** 2,
+        participant=gain**2 * float(np.var(intercepts, ddof=1)),
+    )

@@ -124,3 +124,21 @@ class RunningServer:
             self.process.kill()
             self.process.wait()
         return self.process.stdout.read().decode() if self.process.stdout else ""
+
+
+BIDS_VALIDATOR = Path(__file__).resolve().parents[1] / ".cache/npm/node_modules/.bin/bids-validator"
+
+
+def assert_valid_bids(root: Path) -> None:
+    """The official BIDS validator (npm's bids-validator, which `make test` installs) finds no
+    errors in `root`."""
+    import subprocess
+
+    import pytest
+
+    if not BIDS_VALIDATOR.is_file():
+        pytest.fail(f"{BIDS_VALIDATOR} is missing: `make test` installs it with npm")
+    done = subprocess.run([str(BIDS_VALIDATOR), str(root)], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "This dataset appears to be BIDS compatible" in done.stdout

@@ -1,21 +1,37 @@
 """A simulated 8-participant study through the whole pipeline: simulated EEG -> recorder ->
-BIDS -> `bandmate session analyze` -> the planted emotion effect, recovered."""
+BIDS -> `bandmate session analyze` -> the planted emotion effect and variance partition,
+recovered."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bci.study import load_study
-from bci.study_simulation import SimulatedStudy, simulate_study_bids
-from tests.helpers import BANDMATE
+from bci.study_simulation import SimulatedStudy, planted_partition, simulate_study_bids
+from tests.helpers import BANDMATE, assert_valid_bids
 
 
-def test_analyze_recovers_a_planted_effect_from_a_bids_study(tmp_path: Path) -> None:
+def test_analyze_recovers_a_planted_effect_and_variance_partition_from_a_bids_study(
+    tmp_path: Path,
+) -> None:
+    """The planted partition (bci.study_simulation.planted_partition) is in FAA units: the
+    simulator's gain and the bins' own noise are measured on separate simulated EEG. Stated
+    tolerance, per share, three sampling SDs of the estimate:
+    - emotion: its variance is (beta/2)^2, so its relative SD is 2 SE/beta = 2/z with
+      SE = 2 sqrt(bin variance / rows) (emotion varies within participants);
+    - residual and participant level (random intercept plus the participant covariates,
+      which can only explain intercepts): the residual variance has relative SD
+      sqrt(2 / (rows - participants)), and what it loses the participant level gains; plus
+      0.01 for the gain's calibration.
+    Over seeds 0-14 every share stayed inside these bounds (largest: 0.6 of its bound)."""
     root = tmp_path / "bids"
-    simulate_study_bids(root, SimulatedStudy(participants=8, effect=0.1, seed=2))
+    study = SimulatedStudy(participants=8, effect=0.1, seed=2)
+    planted = planted_partition(study, simulate_study_bids(root, study))
+    assert_valid_bids(root)
     data = load_study(root)
     assert set(data.participant) == {f"sub-{i:02d}" for i in range(1, 9)}
     assert {"musical_training", "acting", "sam_valence"} <= set(data.columns)
@@ -28,6 +44,25 @@ def test_analyze_recovers_a_planted_effect_from_a_bids_study(tmp_path: Path) -> 
     effects = pd.read_csv(tmp_path / "out" / "tables" / "fixed_effects.csv").set_index("term")
     emotion = effects.loc[next(t for t in effects.index if "happy" in t and ":" not in t)]
     assert emotion.estimate > 0 and emotion.p < 0.05, emotion
+    shares = pd.read_csv(tmp_path / "out" / "tables" / "variance_partition.csv")
+    share = shares.set_index("component")["share"]
+    measured = {
+        "target_emotion": share["target_emotion"],
+        "participant_level": share["participant"] + share["musical_training"] + share["acting"],
+        "residual": share["residual"],
+    }
+    rows = len(data)
+    z = planted.gain * study.effect / (2 * np.sqrt(planted.bin_variance / rows))
+    residual_tolerance = 3 * np.sqrt(2 / (rows - 8)) * planted.shares["residual"] + 0.01
+    tolerance = {
+        "target_emotion": 3 * (2 / z) * planted.shares["target_emotion"],
+        "participant_level": residual_tolerance,
+        "residual": residual_tolerance,
+    }
+    for component, expected in planted.shares.items():
+        assert abs(measured[component] - expected) <= tolerance[component], (
+            component, measured, planted.shares, tolerance
+        )  # fmt: skip
     assert "data:image/png;base64," in report.read_text()
 
 

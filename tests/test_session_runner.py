@@ -13,6 +13,7 @@ from bci.errors import BciError
 from bci.lsl_input import StreamQuery
 from bci.session_runner import RunnerConfig, SessionRunner, parse_covariates
 from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
+from tests.helpers import assert_valid_bids
 
 PROTOCOL = """\
 name: short test
@@ -53,7 +54,8 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
     shown: list[str] = []
     instructions: list[str] = []
     osc = osc_listener("/bandmate/instruction", instructions)
-    config = RunnerConfig(protocol, "P02", tmp_path / "study", parse_covariates("acting=1"),
+    # "sub-P02" is participant 2, BIDS subject "P02": the runner drops the prefix.
+    config = RunnerConfig(protocol, "sub-P02", tmp_path / "study", parse_covariates("acting=1"),
                           StreamQuery(name=name), ratings="auto",
                           server_osc=f"127.0.0.1:{osc.server_address[1]}")  # fmt: skip
     try:
@@ -84,6 +86,7 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
     assert participants.loc[participants.participant_id == "sub-P02", "acting"].item() == 1
     log = tmp_path / "study" / "raw" / "sub-P02" / "bcmi_loop.jsonl"
     assert '"phase":"feedback"' in log.read_text()
+    assert_valid_bids(tmp_path / "study" / "bids")
 
 
 def test_bad_covariates_are_one_line() -> None:
