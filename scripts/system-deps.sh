@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Bandmate needs, only those missing, so a second run costs one dpkg query.
+# `--runtime` leaves out what only the tests need (the Dockerfile uses it).
 set -euo pipefail
 
 packages=(
@@ -9,9 +10,13 @@ packages=(
   fluid-soundfont-gm                  # FluidR3_GM.sf2
   musescore-general-soundfont-small   # MuseScore_General.sf3, a second set of timbres
   libsndfile1                         # soundfile's FLAC/WAV I/O
-  chromium                            # headless browser for the browser page's test
-  chromium-driver                     # lets selenium drive it
 )
+if [[ "${1:-}" != "--runtime" ]]; then
+  packages+=(
+    chromium                          # headless browser for the browser page's test
+    chromium-driver                   # lets selenium drive it
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

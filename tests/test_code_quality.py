@@ -79,3 +79,10 @@ def test_mypy_is_clean() -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(
+        [BIN / "hadolint", str(ROOT / "Dockerfile")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
