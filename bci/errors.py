@@ -11,6 +11,9 @@ into rejecting unknown keys with `__pydantic_config__ = ConfigDict(extra="forbid
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +25,21 @@ ConfigT = TypeVar("ConfigT")
 
 class BciError(Exception):
     """A problem the user can fix, described in one line."""
+
+
+def write_failure(what: str, path: Path, error: BaseException) -> str:
+    """One line for a write the disk refused. A full disk is named by its mount point and
+    free space, since the folder alone does not tell an experimenter which disk to clear."""
+    if not (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        return f"{what} {path} failed: {error}"
+    mount = path.resolve()
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    free_mb = shutil.disk_usage(mount).free / 1e6
+    return (
+        f"{what} {path} stopped: no space left on device (the disk mounted at {mount}, "
+        f"{free_mb:.1f} MB free); everything written before then is kept"
+    )
 
 
 def load_yaml_config(path: Path, config_type: type[ConfigT]) -> ConfigT:

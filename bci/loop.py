@@ -16,6 +16,7 @@ itself when the stream returns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -135,10 +136,13 @@ class WindowProcessor:
 
 class JsonlLog:
     """One JSON object per line, flushed per line so a crash loses at most the line being
-    written."""
+    written. A write the disk refuses (full) stops the log, not the music: the error is kept
+    in `failure` for whoever runs the loop to report."""
 
     def __init__(self, path: Path | None):
+        self.path = path
         self._file: IO[str] | None = None
+        self.failure: OSError | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -152,11 +156,22 @@ class JsonlLog:
             return
         line = json.dumps(record, separators=(",", ":"))
         with self._lock:
-            self._file.write(line + "\n")
+            if self._file is None:
+                return
+            try:
+                self._file.write(line + "\n")
+            except OSError as error:
+                self.failure, file, self._file = error, self._file, None
+                with contextlib.suppress(OSError):  # its buffer cannot reach the disk either
+                    file.close()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        with self._lock:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError as error:
+                    self.failure = error
 
 
 @dataclass

@@ -35,7 +35,7 @@ records. Two different guarantees follow:
   only, so it is on by default (`sync_to_disk`); turn it off on media where it is very slow.
 
 If the flusher fails (disk full), the error is kept and raised by the next call on the
-recorder, so a recording never fails silently.
+recorder, and `failed` is set so a runner can stop at once: it never fails silently.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bci.errors import BciError
+from bci.errors import BciError, write_failure
 
 FORMAT_NAME = "bandmate-session-recording"
 FORMAT_VERSION = 1
@@ -162,6 +162,7 @@ class SessionRecorder:
         self._io_lock = threading.Lock()  # one flush at a time (flusher thread or close)
         self._counts = {"samples": 0, "markers": 0, "log_records": 0}
         self._failure: BaseException | None = None
+        self.failed = threading.Event()  # set when the disk refused a write
         self._closed = False
         self._stop = threading.Event()
         self._flusher = threading.Thread(
@@ -197,7 +198,7 @@ class SessionRecorder:
 
     def _check_open(self) -> None:
         if self._failure is not None:
-            raise BciError(f"recording to {self.folder} failed: {self._failure}")
+            raise BciError(write_failure("recording to", self.folder, self._failure))
         if self._closed:
             raise RuntimeError("the recorder is closed")
 
@@ -261,6 +262,7 @@ class SessionRecorder:
                 self.flush()
             except OSError as error:  # kept for the callers: see _check_open
                 self._failure = error
+                self.failed.set()
                 return
 
     def close(self) -> None:
@@ -272,16 +274,19 @@ class SessionRecorder:
         self._stop.set()
         self._flusher.join()
         try:
-            self.flush()
-            for descriptor in self._descriptors:
-                os.fsync(descriptor)
+            if self._failure is None:  # after a failure, what is on the disk is what is kept
+                self.flush()
+                for descriptor in self._descriptors:
+                    os.fsync(descriptor)
+        except OSError as error:
+            self._failure = error
         finally:
             for descriptor in self._descriptors:
                 os.close(descriptor)
+        if self._failure is not None:  # no closed.json: the session did not end cleanly
+            raise BciError(write_failure("recording to", self.folder, self._failure))
         _write_atomically(self.folder / CLOSED_FILE, {"closed_unix": time.time(), **self._counts})
         _sync_folder(self.folder)
-        if self._failure is not None:
-            raise BciError(f"recording to {self.folder} failed: {self._failure}")
 
 
 def _write_all(descriptor: int, data: bytes) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pylsl
 
 from bci.composer import Composer
-from bci.errors import BciError
+from bci.errors import BciError, write_failure
 from bci.loop import BciLoop, BciRunConfig, JsonlLog, RunSummary, WindowResult
 from bci.mapping import MODES, MusicParams
 from bci.midi_out import MidiScheduler, MidiSink, MusicPlayer, RtMidiSink, SentMessage
@@ -189,6 +189,8 @@ class BciSession:
             self.player.stop()
             self.sink.close()
             self.log.close()
+        if self.log.failure is not None and self.log.path is not None:
+            raise BciError(write_failure("the log", self.log.path, self.log.failure))
         summary.midi_messages = self.midi_messages
         return summary
 

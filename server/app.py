@@ -41,10 +41,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Load the default checkpoint before the first client, not during its first hop.
-        if "default" in catalog.entries:
-            await asyncio.to_thread(catalog.backend, "default")
-        host.start()
+        host.start()  # the catalog loaded every checkpoint already, before the first client
         try:
             yield
         finally:

@@ -61,10 +61,18 @@ class CheckpointCatalog:
                 )
             except EngineError as exc:
                 log.warning("skipping checkpoint %s: %s", folder.name, exc)
-        if not self.entries:
-            raise ServerError(f"models dir {models_dir} holds no usable exported checkpoint")
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
+        # Every graph is loaded now, not on first use: a corrupt one is then a warning at
+        # start, rather than an internal error for the first player who picks it.
+        for name in list(self.entries):
+            try:
+                self.backend(name)
+            except EngineError as exc:
+                log.warning("skipping checkpoint %s: %s", name, exc)
+                del self.entries[name]
+        if not self.entries:
+            raise ServerError(f"models dir {models_dir} holds no usable exported checkpoint")
 
     def entry(self, name: str) -> CheckpointEntry:
         if name not in self.entries:
@@ -73,7 +81,7 @@ class CheckpointCatalog:
         return self.entries[name]
 
     def backend(self, name: str) -> Backend:
-        """The one backend for this checkpoint, loaded on first use (slow: call off the loop)."""
+        """The one backend for this checkpoint (each is loaded once, at start)."""
         entry = self.entry(name)
         with self._lock:
             if name not in self._backends:

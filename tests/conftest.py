@@ -34,6 +34,12 @@ def tiny_checkpoint(
     return train_tiny_checkpoint(tiny_data[0], tmp_path_factory.mktemp("tiny_checkpoint"))
 
 
+@pytest.fixture
+def checkpoint_copy(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny checkpoint, to damage."""
+    return Path(shutil.copytree(tiny_checkpoint, tmp_path / "checkpoint"))
+
+
 @pytest.fixture(scope="session")
 def onnx_backend(tiny_checkpoint: Path) -> Backend:
     return create_backend(load_engine_checkpoint(tiny_checkpoint), "onnx")

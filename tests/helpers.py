@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,20 @@ class RunningServer:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def sessions_after_cleanup(self, timeout: float = 10.0) -> list[dict[str, object]]:
+        """GET /v1/sessions once it is empty, or at the timeout: a socket's session goes a
+        moment after the socket does."""
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while (sessions := httpx.get(f"{self.url}/v1/sessions").json()) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        return list(sessions)
+
     def stop(self) -> str:
         self.process.terminate()
         try:
@@ -142,3 +158,22 @@ def assert_valid_bids(root: Path) -> None:
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "This dataset appears to be BIDS compatible" in done.stdout
+
+
+@contextmanager
+def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A real, small filesystem (tmpfs) at `mount_point`, to fill up for real; skips the
+    test where mounting is not allowed (it needs root)."""
+    import subprocess
+
+    import pytest
+
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)]
+    mounted = subprocess.run(mount, capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)

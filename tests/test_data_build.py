@@ -14,7 +14,7 @@ import pytest
 from models.data.build import BuildConfig, DiskFullError, _outcomes, build_dataset, piece_dir, plan
 from models.data.manifest import Manifest, load_notes, load_roles, load_stems, read_audio
 from models.data.soundfonts import locate_soundfont
-from tests.helpers import BANDMATE, tiny_build_config
+from tests.helpers import BANDMATE, tiny_build_config, tmpfs
 
 SR = 48_000
 
@@ -157,14 +157,8 @@ def test_a_missing_soundfont_gives_one_clear_line(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1.5 MB filesystem (tmpfs), to fill up for real."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount_point)]
-    mounted = subprocess.run(mount, capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+    with tmpfs(tmp_path / "disk", "1536k") as mount_point:
+        yield mount_point
 
 
 def test_a_full_disk_stops_the_build_cleanly(tiny_disk: Path) -> None:

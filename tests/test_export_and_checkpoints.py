@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,13 +13,6 @@ from models.checkpoint import load_codec, load_generator
 from models.checkpoint_config import CheckpointError, read_checkpoint_config
 from models.export import check_parity
 from tests.helpers import BANDMATE
-
-
-@pytest.fixture
-def checkpoint_copy(tiny_checkpoint: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "checkpoint"
-    shutil.copytree(tiny_checkpoint, copy)
-    return copy
 
 
 def test_onnx_step_graphs_match_torch_over_256_frames(tiny_checkpoint: Path) -> None:
