@@ -27,9 +27,10 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "models" / "examples" / "live
 @dataclass(frozen=True)
 class CapacityBenchConfig:
     sessions: int = 8
-    seconds: float = 20.0
+    seconds: float = 60.0
     blocksize: int = 1024
     models_dir: Path | None = None
+    threads: int = 1  # the server's --threads
 
 
 def rss_bytes(pid: int) -> int:
@@ -40,13 +41,16 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def start_server(models_dir: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    models_dir: Path | None, max_sessions: int, threads: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+               "--max-sessions", str(max_sessions), "--threads", str(threads)]  # fmt: skip
     if models_dir is not None:
         command += ["--models-dir", str(models_dir)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -68,7 +72,9 @@ def run_capacity_benchmark(config: CapacityBenchConfig) -> dict[str, Any]:
 
     audio, rate = sf.read(str(EXAMPLE), dtype="float32")
     audio = np.resize(audio, int(config.seconds * rate))  # loops the 20 s example as needed
-    server, url = start_server(config.models_dir)
+    # One more than the players: the warm-up stream's session may still be closing. The
+    # server also steps every batch size up to this once at start, as it would in use.
+    server, url = start_server(config.models_dir, max(16, config.sessions + 1), config.threads)
     try:
         options = [StreamOptions(url, seed=i, blocksize=config.blocksize)
                    for i in range(config.sessions)]  # fmt: skip

@@ -1,13 +1,17 @@
 """Per-frame compute of the streaming step (encode + generate + decode) for every backend
-that runs here, over minutes of audio, against the hop as the deadline.
+that runs here, against the hop as the deadline; and of each of the three parts.
 
-`bandmate bench latency --json FILE` runs it. Each backend steps one session hop by hop
-through real audio (the shipped example, looped) in the same process, so their numbers
-compare directly; the first backend is the baseline for the ratios.
+`bandmate bench latency --json FILE [--markdown FILE] [--plot FILE]` runs it. Each backend
+steps one session hop by hop through real audio (the shipped example, looped) in the same
+process, so their numbers compare directly; the first backend is the baseline for the
+ratios. The whole step is the headline; `benchmarks/latency_components.py` says how the
+parts are timed. The report also gives the threads each runtime really uses and the model's
+size (parameters per part, bytes per file).
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,14 +20,23 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.latency_components import (
+    COMPONENTS,
+    backend_threads,
+    component_stepper,
+    model_size,
+)
 from engine.backends import Backend, create_backend
 from engine.checkpoint import EngineCheckpoint, load_engine_checkpoint
+from engine.errors import EngineError
 
 
 @dataclass(frozen=True)
 class LatencyBenchConfig:
     checkpoint: Path | None = None  # None: the shipped default
-    audio_seconds: float = 600.0  # per backend: 10 minutes, the target's span
+    # Per backend, stepped twice per hop (whole step, then its parts). 60 s keeps both CPU
+    # backends within minutes on 2 cores; 600 s is the 10-minute span of the latency target.
+    audio_seconds: float = 60.0
     threads: int = 1
     backends: tuple[str, ...] = field(default_factory=tuple)  # empty: every one available
     warmup_hops: int = 50
@@ -66,87 +79,106 @@ def example_audio(seconds: float, rate: int, seed: int) -> np.ndarray:
     return np.tile(mono, repeats)[: int(seconds * rate)]
 
 
-def time_backend(backend: Backend, audio: np.ndarray, warmup: int, seed: int) -> np.ndarray:
-    """Seconds per step for every hop of `audio` (after `warmup` untimed hops)."""
+def hop_frames(audio: np.ndarray, hop: int) -> np.ndarray:
+    """The audio as [hops, 1, hop]: one batch-1 input per step."""
+    return audio[: len(audio) // hop * hop].reshape(-1, 1, hop)
+
+
+def time_step_and_parts(
+    backend: Backend, frames: np.ndarray, warmup: int, seed: int
+) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
+    """Seconds per whole step, and per part, for every hop of `frames` (after `warmup`
+    untimed hops); and how the parts were timed.
+
+    Two sessions see the same audio and noise: one runs `backend.step`, the headline, as a
+    live session does; the other runs the parts with a clock read between them, which
+    would otherwise sit inside the headline. They alternate hop by hop, so a busy moment on
+    the machine lands on both rather than on one pass of two."""
     from tqdm import tqdm
 
-    hop, noise_dim = backend.info.hop, backend.info.noise_dim
     rng = np.random.default_rng(seed)
     state = backend.initial_state(1)
-    frames = audio[: len(audio) // hop * hop].reshape(-1, 1, hop)
-    times = np.empty(len(frames))
+    parts = component_stepper(backend)
+    step_times = np.empty(len(frames))
+    part_times = np.empty((len(frames), len(COMPONENTS)))
     for i in tqdm(range(warmup + len(frames)), desc=backend.name, unit="hop", leave=False):
         frame = frames[i % len(frames)]
-        noise = rng.standard_normal((1, noise_dim)).astype(np.float32)
+        noise = rng.standard_normal((1, backend.info.noise_dim)).astype(np.float32)
         started = time.perf_counter()
         state, _ = backend.step(state, frame, noise)
+        elapsed = time.perf_counter() - started
+        part_seconds = parts.step(frame, noise)
         if i >= warmup:
-            times[i - warmup] = time.perf_counter() - started
-    return times
+            step_times[i - warmup] = elapsed
+            part_times[i - warmup] = part_seconds
+    by_part = {name: part_times[:, k] for k, name in enumerate(COMPONENTS)}
+    return step_times, by_part, parts.method
 
 
-def run_latency_benchmark(config: LatencyBenchConfig) -> dict[str, Any]:
+def summarize(ms: np.ndarray, hop_ms: float) -> dict[str, Any]:
+    """Percentiles of per-hop compute in ms, and the same against the hop (the deadline)."""
+    p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+    return {
+        "hops": len(ms),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": float(ms.max()),
+        "p50_over_hop": p50 / hop_ms,
+        "p99_over_hop": p99 / hop_ms,
+        "misses": int((ms > hop_ms).sum()),
+        "real_time_factor": float(ms.mean() / hop_ms),
+    }
+
+
+@dataclass
+class LatencyRun:
+    report: dict[str, Any]  # what the JSON holds
+    samples_ms: dict[str, dict[str, np.ndarray]]  # backend -> "step" or a part -> per hop
+
+
+def run_latency_benchmark(config: LatencyBenchConfig) -> LatencyRun:
     checkpoint = load_engine_checkpoint(config.checkpoint)
     info = checkpoint.info
     hop_ms = 1e3 * info.hop / info.sample_rate
     backends = available_backends(checkpoint, config.threads)
     if config.backends:
+        unknown = set(config.backends) - {b.name for b in backends}
+        if unknown:
+            here = ", ".join(b.name for b in backends)
+            raise EngineError(f"backend {', '.join(sorted(unknown))} is not available: here {here}")
         backends = [b for b in backends if b.name in config.backends]
-    audio = example_audio(config.audio_seconds, info.sample_rate, config.seed)
+    frames = hop_frames(example_audio(config.audio_seconds, info.sample_rate, config.seed),
+                        info.hop)  # fmt: skip
     report: dict[str, Any] = {
         "hop_ms": hop_ms,
         "audio_seconds_per_backend": config.audio_seconds,
         "threads": config.threads,
         "checkpoint": str(checkpoint.directory),
-        "machine": {"platform": platform.platform(), "processor": platform.machine()},
+        "model": model_size(checkpoint),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0))},
         "config": {k: str(v) for k, v in asdict(config).items()},
-    }
+    }  # fmt: skip
+    samples: dict[str, dict[str, np.ndarray]] = {}
     baseline_p50: float | None = None
     for backend in backends:
-        ms = 1e3 * time_backend(backend, audio, config.warmup_hops, config.seed)
-        p50 = float(np.percentile(ms, 50))
-        baseline_p50 = baseline_p50 or p50
-        report[backend.name] = {
-            "hops": len(ms),
-            "p50_ms": p50,
-            "p99_ms": float(np.percentile(ms, 99)),
-            "max_ms": float(ms.max()),
-            "p99_over_hop": float(np.percentile(ms, 99)) / hop_ms,
-            "misses": int((ms > hop_ms).sum()),
-            "real_time_factor": float(ms.mean() / hop_ms),
-            "p50_vs_first_backend": p50 / baseline_p50,
-        }
-    return report
+        step_s, parts_s, method = time_step_and_parts(
+            backend, frames, config.warmup_hops, config.seed
+        )
+        step_ms = 1e3 * step_s
+        parts_ms = {name: 1e3 * seconds for name, seconds in parts_s.items()}
+        entry = summarize(step_ms, hop_ms)
+        baseline_p50 = baseline_p50 or entry["p50_ms"]
+        entry["p50_vs_first_backend"] = entry["p50_ms"] / baseline_p50
+        entry["threads"] = backend_threads(backend)
+        entry["components"] = {name: summarize(ms, hop_ms) for name, ms in parts_ms.items()}
+        entry["components_method"] = method
+        parts_mean = sum(float(ms.mean()) for ms in parts_ms.values())
+        entry["components_mean_sum_over_step_mean"] = parts_mean / float(step_ms.mean())
+        report[backend.name] = entry
+        samples[backend.name] = {"step": step_ms, **parts_ms}
+    return LatencyRun(report, samples)
 
 
 def backend_names(report: dict[str, Any]) -> list[str]:
     return [k for k, v in report.items() if isinstance(v, dict) and "p50_ms" in v]
-
-
-def print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"per-frame compute, hop {report['hop_ms']:.2f} ms, {report['threads']} thread(s)"
-    )
-    for column in (
-        "backend",
-        "hops",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "p99/hop",
-        "misses",
-        "RTF",
-        "p50 ratio",
-    ):
-        table.add_column(column, justify="right")
-    for name in backend_names(report):
-        r = report[name]
-        table.add_row(
-            name, str(r["hops"]), f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['max_ms']:.2f}",
-            f"{r['p99_over_hop']:.1%}", str(r["misses"]), f"{r['real_time_factor']:.3f}",
-            f"{r['p50_vs_first_backend']:.2f}",
-        )  # fmt: skip
-    Console().print(table)

@@ -63,19 +63,32 @@ def demo_command(
 @bench_app.command("latency")
 def bench_latency(
     json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    markdown: Path | None = typer.Option(None, help="Also write the table as Markdown here."),
+    plot: Path | None = typer.Option(None, help="Also plot the per-hop compute here (PNG)."),
     checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
-    seconds: float = typer.Option(600.0, help="Audio per backend (600 s = the 10-minute target)."),
+    seconds: float = typer.Option(
+        60.0, help="Audio per backend (600 = the 10-minute target's span, ~10x longer)."
+    ),
     threads: int = typer.Option(1, help="Threads per backend."),
     backend: list[str] = typer.Option([], help="Only these backends (e.g. onnx-cpu); repeatable."),
 ) -> None:
-    """Per-frame compute (encode + generate + decode) for each backend available here."""
-    from benchmarks.latency import LatencyBenchConfig, print_table, run_latency_benchmark
+    """Per-frame compute of the step and of encode, generate, decode, for each backend here."""
+    from benchmarks.latency import LatencyBenchConfig, run_latency_benchmark
+    from benchmarks.latency_report import markdown_table, plot_latency, print_table
     from benchmarks.report import write_report
 
     config = LatencyBenchConfig(checkpoint, seconds, threads, tuple(backend))
-    report = run_latency_benchmark(config)
-    write_report(report, json_path)
-    print_table(report)
+    run = run_latency_benchmark(config)
+    write_report(run.report, json_path)
+    print_table(run.report)
+    table = markdown_table(run.report)
+    typer.echo(table)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table)
+    if plot is not None:
+        plot_latency(run.report, run.samples_ms, plot)
+        typer.echo(f"wrote {plot}")
 
 
 @bench_app.command("codec")
@@ -109,17 +122,116 @@ def bench_bci(
 @bench_app.command("capacity")
 def bench_capacity(
     json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
-    sessions: int = typer.Option(8, help="Concurrent sessions."),
-    seconds: float = typer.Option(20.0, help="Seconds each session streams, at real time."),
-    models_dir: Path | None = typer.Option(None, help="Checkpoints folder for the server."),
+    sessions: int | None = typer.Option(
+        None, help="Stream exactly N clients through the server; without it, search for N."
+    ),
+    seconds: float = typer.Option(60.0, help="Seconds each full run streams, at real time."),
+    screen_seconds: float = typer.Option(3.0, help="Search: seconds of each screening run."),
+    max_sessions: int = typer.Option(64, help="Search: the largest N tried."),
+    threads: int = typer.Option(1, help="Inference threads, in the engine and the server."),
+    backend: list[str] = typer.Option(
+        [], help="Search: engine backends (default onnx-cpu, plus CUDA ones); repeatable."
+    ),
+    no_server: bool = typer.Option(False, "--no-server", help="Search: the engine only."),
+    models_dir: Path | None = typer.Option(None, help="Checkpoints folder (runs 'default')."),
 ) -> None:
-    """N sessions at real-time pace against a real `bandmate serve` on loopback."""
-    from benchmarks.capacity import CapacityBenchConfig, print_table, run_capacity_benchmark
+    """The most sessions at real-time pace with zero deadline misses: searched in the engine,
+    then confirmed through a real `bandmate serve` (rule: benchmarks/capacity_search.py).
+    With --sessions N: N WebSocket clients against the server, nothing else."""
     from benchmarks.report import write_report
 
-    report = run_capacity_benchmark(CapacityBenchConfig(sessions, seconds, models_dir=models_dir))
+    if sessions is not None:
+        from benchmarks.capacity import CapacityBenchConfig, print_table, run_capacity_benchmark
+
+        fixed = CapacityBenchConfig(sessions, seconds, models_dir=models_dir, threads=threads)
+        report = run_capacity_benchmark(fixed)
+        write_report(report, json_path)
+        print_table(report)
+        return
+    from benchmarks.capacity_search import (
+        CapacitySearchConfig,
+        print_search_table,
+        run_capacity_search,
+    )
+
+    config = CapacitySearchConfig(
+        seconds=seconds, screen_seconds=screen_seconds, max_sessions=max_sessions,
+        threads=threads, backends=tuple(backend), models_dir=models_dir, server=not no_server,
+    )  # fmt: skip
+    report = run_capacity_search(config)
+    write_report(report, json_path)
+    print_search_table(report)
+
+
+@bench_app.command("soak")
+def bench_soak(
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    clients: int = typer.Option(4, help="Concurrent WebSocket clients (below capacity)."),
+    seconds: float = typer.Option(240.0, help="Seconds each client streams (600 = full soak)."),
+    warmup: float = typer.Option(30.0, help="Seconds of RSS settling left out of the growth."),
+    max_growth_mib: float = typer.Option(16.0, help="Bound on RSS growth after the warm-up."),
+    models_dir: Path | None = typer.Option(None, help="Checkpoints folder (runs 'default')."),
+) -> None:
+    """N clients at real time for minutes against a real `bandmate serve`: RSS every second,
+    misses, drops and errors; exits 1 when a bound is broken."""
+    from benchmarks.report import write_report
+    from benchmarks.soak import SoakBenchConfig, print_table, run_soak_benchmark
+
+    config = SoakBenchConfig(clients, seconds, warmup, max_growth_mib, models_dir=models_dir)
+    report = run_soak_benchmark(config)
     write_report(report, json_path)
     print_table(report)
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    seconds: float = typer.Option(30.0, help="Seconds of chirps through the accompaniment."),
+    blocksize: int = typer.Option(256, help="jam's frames per audio callback."),
+    jack_period: int = typer.Option(256, help="The JACK server's period (jackd -p)."),
+    extra_blocks: int = typer.Option(2, help="jam's --extra-blocks."),
+    dry_seconds: float = typer.Option(3.0, help="Seconds of chirps through the dry path."),
+    checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
+) -> None:
+    """Round-trip latency of `bandmate jam` through a real JACK server, against its own figure."""
+    from benchmarks.e2e import E2EBenchConfig, print_table, run_e2e_benchmark
+    from benchmarks.report import write_report
+
+    config = E2EBenchConfig(seconds, blocksize, jack_period, extra_blocks, dry_seconds, checkpoint)
+    report = run_e2e_benchmark(config)
+    write_report(report, json_path)
+    print_table(report)
+
+
+@bench_app.command("quality")
+def bench_quality(
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    data: Path | None = typer.Option(
+        None,
+        help="Data build with a test split (default: data/default if built, else "
+        "data/heldout); a folder without one gets the held-out pieces rendered into it.",
+    ),
+    limit: int = typer.Option(4, help="Held-out pieces to score."),
+    seconds: float = typer.Option(20.0, help="Seconds of each piece, from its start."),
+    checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
+    seed: int = typer.Option(0, help="The model's noise seed and the random pairing's."),
+    markdown: Path | None = typer.Option(None, help="Also write the table as Markdown here."),
+) -> None:
+    """Beat, harmony, onset/dynamics and Fréchet scores of the model against baselines."""
+    from benchmarks.quality import (
+        QualityBenchConfig,
+        print_table,
+        run_quality_benchmark,
+        write_markdown,
+    )
+    from benchmarks.report import write_report
+
+    report = run_quality_benchmark(QualityBenchConfig(data, checkpoint, limit, seconds, seed))
+    write_report(report, json_path)
+    print_table(report)
+    write_markdown(report, markdown)
 
 
 def register(app: typer.Typer) -> None:

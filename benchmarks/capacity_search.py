@@ -1,0 +1,299 @@
+"""The most players this machine carries: the largest number of sessions stepped in batch at
+real-time pace with zero deadline misses, in the engine and then through the server.
+
+`bandmate bench capacity` (without --sessions) runs it. The rule:
+
+1. Engine, per backend (onnx-cpu, plus the CUDA backends when there is a GPU). N sessions
+   are stepped in-process by the server's own code, `BatchScheduler` after the same warm-up
+   of every batch size, one hop of the example recording per session per hop period, paced
+   by the clock. A hop misses its deadline when its output is ready more than one hop after
+   its input was complete: the definition the server counts (`server/host.py`).
+   a. Screen with short runs (`screen_seconds`, default 3 s) at N = 1, 2, 4, ... up to
+      `max_sessions` until one misses, then bisect between the last N that passed and the
+      first that missed. A miss is final: a longer run at that N would miss too. A clean
+      screen only makes N a candidate.
+   b. Confirm the largest clean N with a full run (`seconds`, default 60). If it misses,
+      step down by one and confirm again, while the time budget still leaves room for that
+      run and for the server's. The capacity is the largest N whose full run had no miss
+      (0 if none; `confirmed` is false when the budget stopped the search first).
+2. Server: a real `bandmate serve` (backend auto, as it runs by default) with N WebSocket
+   clients for `seconds`, N = the engine capacity of the backend the server uses. A miss or a
+   dropped message steps N down by one while the budget allows another run.
+
+The budget (`budget_seconds`, default 270 s) keeps the default run under 5 minutes on 2 CPU
+cores: screens take seconds, and each full run is `seconds` plus the server's start-up.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.capacity import CapacityBenchConfig, run_capacity_benchmark
+from benchmarks.latency import example_audio, hop_frames
+from engine.backends import Backend, create_backend
+from engine.checkpoint import DEFAULT_CHECKPOINT, load_engine_checkpoint
+from engine.errors import EngineError
+from engine.scheduler import BatchScheduler
+from engine.session import Session, SessionConfig
+from server.catalog import warm_up
+
+SERVER_START_SECONDS = 20.0  # start-up, warm-up stream and the last block's return, generously
+
+
+@dataclass(frozen=True)
+class CapacitySearchConfig:
+    seconds: float = 60.0  # each confirming run, engine and server
+    screen_seconds: float = 3.0
+    max_sessions: int = 64  # the search stops here; the report says when it got there
+    threads: int = 1
+    backends: tuple[str, ...] = field(default_factory=tuple)  # empty: onnx-cpu + CUDA ones
+    models_dir: Path | None = None  # the server's; the engine runs its "default" checkpoint
+    budget_seconds: float = 270.0
+    server: bool = True
+
+
+@dataclass
+class PacedRun:
+    phase: str  # "screen", "confirm" or "server"
+    backend: str
+    sessions: int
+    seconds: float
+    hops: int  # per session, until the end or the first miss of a screen
+    misses: int  # late hops summed over sessions
+    round_p50_ms: float  # the batched backend step
+    round_p99_ms: float
+    round_max_ms: float
+    # Input complete -> output ready, the deadline being one hop (the server's runs report
+    # misses only, so None there).
+    worst_lateness_ms: float | None
+
+    @property
+    def clean(self) -> bool:
+        return self.misses == 0
+
+
+def search_backends(checkpoint_dir: Path, names: tuple[str, ...], threads: int) -> list[Backend]:
+    """onnx-cpu, plus onnx-cuda and torch-cuda when they run here; or exactly `names`."""
+    checkpoint = load_engine_checkpoint(checkpoint_dir)
+    if not names:
+        from engine.backends.onnx import cuda_available
+
+        wanted = ["onnx-cpu"] + (["onnx-cuda"] if cuda_available() else [])
+        try:
+            import torch
+
+            wanted += ["torch-cuda"] if torch.cuda.is_available() else []
+        except ImportError:
+            pass
+        names = tuple(wanted)
+    backends = []
+    for name in names:
+        kind, _, device = name.partition("-")
+        if device not in ("cpu", "cuda"):
+            raise EngineError(f"unknown backend {name!r}: use onnx-cpu, onnx-cuda, torch-cpu...")
+        backends.append(create_backend(checkpoint, kind, threads, device))
+    return backends
+
+
+def run_paced(backend: Backend, sessions: int, seconds: float, frames: np.ndarray, phase: str,
+              stop_at_first_miss: bool) -> PacedRun:  # fmt: skip
+    """N sessions through one BatchScheduler, one hop each per hop period, by the clock."""
+    from tqdm import tqdm
+
+    hop = backend.info.hop
+    hop_s = hop / backend.info.sample_rate
+    rounds: list[float] = []
+    scheduler = BatchScheduler(backend, observer=lambda s, _batch: rounds.append(s))
+    players = [Session(backend, SessionConfig(seed=i)) for i in range(sessions)]
+    for index, player in enumerate(players):
+        scheduler.add(str(index), player)
+    total_hops = max(1, int(seconds / hop_s))
+    misses, worst, done_hops = 0, 0.0, 0
+    start = time.perf_counter()
+    label = f"{phase} {backend.name} N={sessions}"
+    for k in tqdm(range(total_hops), desc=label, unit="hop", leave=False):
+        complete = start + (k + 1) * hop_s  # when hop k's last input sample exists
+        time.sleep(max(0.0, complete - time.perf_counter()))
+        for index, player in enumerate(players):  # the players enter at different places
+            player.feed(frames[(k + 97 * index) % len(frames)])
+        scheduler.step()
+        for player in players:
+            player.read(hop)
+        lateness = time.perf_counter() - complete
+        worst = max(worst, lateness)
+        done_hops = k + 1
+        if lateness > hop_s:
+            misses += sessions
+            if stop_at_first_miss:
+                break
+    ms = 1e3 * np.asarray(rounds)
+    return PacedRun(phase, backend.name, sessions, done_hops * hop_s, done_hops, misses,
+                    float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.max()),
+                    1e3 * worst)  # fmt: skip
+
+
+class Search:
+    """The engine search for one backend, recording every run."""
+
+    def __init__(self, backend: Backend, config: CapacitySearchConfig, frames: np.ndarray,
+                 deadline: float):  # fmt: skip
+        self.backend, self.config, self.frames, self.deadline = backend, config, frames, deadline
+        self.runs: list[PacedRun] = []
+        self.warmed = 0
+
+    def _run(self, sessions: int, phase: str) -> PacedRun:
+        if sessions > self.warmed:  # as the server does at start, for the same reason
+            warm_up(self.backend, sessions)
+            self.warmed = sessions
+        screen = phase == "screen"
+        seconds = self.config.screen_seconds if screen else self.config.seconds
+        run = run_paced(self.backend, sessions, seconds, self.frames, phase, screen)
+        self.runs.append(run)
+        report_progress(run)
+        return run
+
+    def screen(self) -> tuple[int, bool]:
+        """The largest N with a clean screen (0 if N = 1 missed), and whether it is the cap."""
+        cap, passed, failed = self.config.max_sessions, 0, None
+        n = 1
+        while failed is None:
+            if self._run(n, "screen").clean:
+                passed = n
+                if n == cap:
+                    return cap, True
+                n = min(2 * n, cap)
+            else:
+                failed = n
+        while failed - passed > 1:
+            middle = (passed + failed) // 2
+            if self._run(middle, "screen").clean:
+                passed = middle
+            else:
+                failed = middle
+        return passed, False
+
+    def confirm(self, candidate: int, reserve: float) -> tuple[int, bool]:
+        """Step down from the candidate until a full run is clean: (that N, True). When the
+        budget runs out first: (the next N down, not run, False)."""
+        n = candidate
+        while n >= 1:
+            if self._run(n, "confirm").clean:
+                return n, True
+            n -= 1
+            if n >= 1 and time_left(self.deadline) < self.config.seconds + reserve:
+                return n, False
+        return 0, True
+
+
+def time_left(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
+def report_progress(run: PacedRun) -> None:
+    from rich.console import Console
+
+    verdict = "clean" if run.clean else f"{run.misses} misses"
+    Console(stderr=True).print(
+        f"{run.phase:8} {run.backend:10} N={run.sessions:<3} {run.seconds:5.1f} s: {verdict}, "
+        f"round p99 {run.round_p99_ms:.2f} ms"
+    )
+
+
+def search_server(config: CapacitySearchConfig, backend: str, start_at: int, deadline: float
+                  ) -> tuple[int | None, list[dict[str, Any]]]:  # fmt: skip
+    """N WebSocket clients through a real server, stepping down from `start_at` on a miss."""
+    runs: list[dict[str, Any]] = []
+    n = start_at
+    while n >= 1:
+        bench = CapacityBenchConfig(n, config.seconds, models_dir=config.models_dir,
+                                    threads=config.threads)  # fmt: skip
+        report = run_capacity_benchmark(bench)
+        rows = report["sessions"]
+        run = PacedRun(
+            "server", backend, n, config.seconds, min(r["hops"] for r in rows),
+            report["misses_total"], float(np.median([r["p50_ms"] for r in rows])),
+            max(r["p99_ms"] for r in rows), max(r["max_ms"] for r in rows), None,
+        )  # fmt: skip
+        runs.append({**asdict(run), "dropped": report["dropped_total"], "errors": report["errors"],
+                     "rss_before_mib": report["rss_before_mib"],
+                     "rss_after_mib": report["rss_after_mib"]})  # fmt: skip
+        report_progress(run)
+        if run.clean and report["dropped_total"] == 0 and report["errors"] == 0:
+            return n, runs
+        n -= 1
+        if time_left(deadline) < config.seconds + SERVER_START_SECONDS:
+            return None, runs
+    return 0, runs
+
+
+def run_capacity_search(config: CapacitySearchConfig) -> dict[str, Any]:
+    deadline = time.monotonic() + config.budget_seconds
+    checkpoint_dir = config.models_dir / "default" if config.models_dir else DEFAULT_CHECKPOINT
+    backends = search_backends(checkpoint_dir, config.backends, config.threads)
+    info = backends[0].info
+    frames = hop_frames(example_audio(20.0, info.sample_rate, 0), info.hop)[:, 0]
+    reserve = config.seconds + SERVER_START_SECONDS if config.server else 0.0
+    engine: dict[str, Any] = {}
+    for backend in backends:
+        search = Search(backend, config, frames, deadline)
+        candidate, at_cap = search.screen()
+        capacity, confirmed = search.confirm(candidate, reserve) if candidate else (0, True)
+        # `capacity` had a clean full run, unless `confirmed` is false: then the budget ran
+        # out and it is the next N down, not run.
+        engine[backend.name] = {
+            "capacity": capacity,
+            "confirmed": confirmed,
+            "screen_candidate": candidate,
+            "reached_max_sessions": at_cap,
+            "runs": [asdict(run) for run in search.runs],
+        }
+    report: dict[str, Any] = {
+        "hop_ms": 1e3 * info.hop / info.sample_rate,
+        "config": {k: str(v) for k, v in asdict(config).items()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "engine": engine,
+        "server": None,
+    }
+    if config.server:
+        from engine.backends.onnx import cuda_available
+
+        server_backend = "onnx-cuda" if cuda_available() else "onnx-cpu"  # what auto picks
+        start_at = engine.get(server_backend, next(iter(engine.values())))["capacity"]
+        found, runs = (
+            search_server(config, server_backend, start_at, deadline) if start_at else (0, [])
+        )
+        report["server"] = {"backend": server_backend, "capacity": found, "runs": runs}
+    return report
+
+
+def print_search_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sessions at real-time pace, hop {report['hop_ms']:.2f} ms")
+    for column in ("phase", "backend", "N", "seconds", "misses", "round p50 ms", "round p99 ms",
+                   "max ms"):  # fmt: skip
+        table.add_column(column, justify="right")
+    runs = [run for entry in report["engine"].values() for run in entry["runs"]]
+    runs += report["server"]["runs"] if report["server"] else []
+    for run in runs:
+        table.add_row(run["phase"], run["backend"], str(run["sessions"]), f"{run['seconds']:.1f}",
+                      str(run["misses"]), f"{run['round_p50_ms']:.2f}",
+                      f"{run['round_p99_ms']:.2f}", f"{run['round_max_ms']:.2f}")  # fmt: skip
+    console = Console()
+    console.print(table)
+    for name, entry in report["engine"].items():
+        note = "" if entry["confirmed"] else " (not confirmed: the time budget ran out)"
+        cap = " (the --max-sessions cap)" if entry["reached_max_sessions"] else ""
+        console.print(f"engine {name}: {entry['capacity']} sessions{cap}{note}")
+    if report["server"]:
+        server = report["server"]
+        found = server["capacity"]
+        shown = "not confirmed (the time budget ran out)" if found is None else f"{found} sessions"
+        console.print(f"server ({server['backend']}): {shown}")

@@ -1,0 +1,114 @@
+"""`bandmate bench latency` (per part, Markdown, plot) and `bandmate bench capacity`'s search,
+run as real commands on the tiny checkpoint with short durations. No timing targets here:
+the figures depend on the machine; the tests check what is reported and that it adds up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import BANDMATE, models_dir
+
+PARTS = ("encode", "generate", "decode")
+
+
+def bandmate(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BANDMATE, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_bench_latency_times_each_part_and_writes_markdown_and_plot(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    paths = {kind: tmp_path / f"latency.{kind}" for kind in ("json", "md", "png")}
+    outputs = ("--json", paths["json"], "--markdown", paths["md"], "--plot", paths["png"])
+    result = bandmate(
+        "bench", "latency", "--seconds", "2", "--checkpoint", tiny_checkpoint, *outputs
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(paths["json"].read_text())
+    hops = 2 * 48_000 // 1024
+    for name in ("onnx-cpu", "torch-cpu"):
+        entry = report[name]
+        assert entry["hops"] == hops
+        assert entry["threads"]["intra_op"] == 1  # read back from the runtime: --threads 1
+        for part in PARTS:
+            stats = entry["components"][part]
+            assert stats["hops"] == hops
+            assert 0 < stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+            assert stats["p99_over_hop"] == pytest.approx(stats["p99_ms"] / report["hop_ms"])
+        assert entry["components_mean_sum_over_step_mean"] > 0
+    markdown = paths["md"].read_text()
+    assert markdown in result.stdout  # printed as well as written
+    table_rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table_rows) == 1 + 2 * (1 + len(PARTS))  # header, then step + parts per backend
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_latency_model_size_matches_the_checkpoint(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from benchmarks.latency_components import model_size
+    from engine.checkpoint import load_engine_checkpoint
+    from models.checkpoint import load_codec, load_generator
+
+    size = model_size(load_engine_checkpoint(tiny_checkpoint))
+    codec, generator = load_codec(tiny_checkpoint), load_generator(tiny_checkpoint)
+
+    def elements(module: Any) -> int:  # parameters and buffers: what the weights files hold
+        return sum(t.numel() for t in module.state_dict().values())
+
+    parameters = size["parameters"]
+    assert parameters["encode"] == elements(codec.encoder)
+    assert parameters["decode"] == elements(codec.decoder)
+    assert parameters["generate"] == elements(generator)
+    assert parameters["total"] == sum(parameters[part] for part in PARTS)
+    onnx_files = sorted(tiny_checkpoint.glob("*.onnx"))
+    assert len(onnx_files) == 3
+    assert size["onnx_bytes"] == sum(p.stat().st_size for p in onnx_files)
+
+
+def check_engine_search(entry: dict[str, Any], max_sessions: int) -> None:
+    """The search followed its rule: doubling then bisecting screens, the candidate is the
+    largest clean screen, and the capacity had a clean full run with every N above it missing."""
+    screens = [run for run in entry["runs"] if run["phase"] == "screen"]
+    confirms = [run for run in entry["runs"] if run["phase"] == "confirm"]
+    assert screens[0]["sessions"] == 1
+    clean = [run["sessions"] for run in screens if run["misses"] == 0]
+    assert entry["screen_candidate"] == max(clean, default=0)
+    assert all(run["sessions"] <= max_sessions for run in entry["runs"])
+    capacity = entry["capacity"]
+    assert 0 <= capacity <= entry["screen_candidate"]
+    assert entry["confirmed"]  # the default budget is far more than these short runs take
+    if capacity:
+        assert confirms[-1]["sessions"] == capacity and confirms[-1]["misses"] == 0
+    assert all(run["misses"] > 0 for run in confirms if run["sessions"] > capacity)
+
+
+def test_bench_capacity_search_finds_n_in_the_engine_then_confirms_it_through_the_server(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    served = models_dir(tmp_path / "models", tiny_checkpoint)
+    report_path = tmp_path / "capacity.json"
+    short = ("--seconds", "1", "--screen-seconds", "0.5", "--max-sessions", "3")
+    result = bandmate("bench", "capacity", "--models-dir", served, *short, "--json", report_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert list(report["engine"]) == ["onnx-cpu"]  # no GPU here
+    engine = report["engine"]["onnx-cpu"]
+    check_engine_search(engine, max_sessions=3)
+    server = report["server"]
+    assert server["backend"] == "onnx-cpu"
+    if engine["capacity"] == 0:
+        assert server["runs"] == []
+        return
+    runs = server["runs"]
+    assert runs[0]["sessions"] == engine["capacity"]  # the server starts at the engine's N
+    assert server["capacity"] is not None and 0 <= server["capacity"] <= engine["capacity"]
+    if server["capacity"]:
+        assert runs[-1]["sessions"] == server["capacity"] and runs[-1]["misses"] == 0
+        assert runs[-1]["dropped"] == 0 and runs[-1]["errors"] == 0
+    assert "sessions" in result.stdout  # the summary lines follow the table
