@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.jam_probe import JamProbe, find_exactly
 from engine.backends import Backend
 from engine.filemode import accompany
 from engine.jackd import JackServer
@@ -198,82 +199,19 @@ def test_jam_exits_with_one_error_line_when_jackd_goes_away(
     assert stdout.startswith("telemetry: ")
 
 
-class JamProbe:
-    """A JACK client that records jam's output and, once told, plays a recording into jam's
-    input. Its process callback only copies into preallocated arrays."""
-
-    def __init__(self, feed: np.ndarray, seconds: float):
-        import jack
-
-        self.client = jack.Client("bandmate-test", no_start_server=True)
-        self.feed_port = self.client.outports.register("feed")
-        self.capture_port = self.client.inports.register("capture")
-        self.feed, self.recorded = feed, np.zeros(int(seconds * RATE), np.float32)
-        self.fed = self.captured = 0
-        self.recording = self.feeding = False
-        self.feed_started_at: int | None = None  # recorded index of the first fed sample
-        self.xruns: list[int] = []  # recorded index when JACK reported each xrun
-        self.client.set_process_callback(self._process)
-        self.client.set_xrun_callback(lambda _delay_us: self.xruns.append(self.captured))
-        self.client.activate()
-
-    def _process(self, frames: int) -> None:
-        if self.recording:
-            n = min(frames, len(self.recorded) - self.captured)
-            self.recorded[self.captured : self.captured + n] = self.capture_port.get_array()[:n]
-            if self.feeding and self.feed_started_at is None:
-                self.feed_started_at = self.captured
-            self.captured += n
-        out = self.feed_port.get_array()
-        chunk = self.feed[self.fed : self.fed + frames] if self.feeding else self.feed[:0]
-        out[: len(chunk)] = chunk
-        out[len(chunk) :] = 0
-        self.fed += len(chunk)
-
-    def wait_for_jam_ports(self, jam: subprocess.Popen[str], known: set[str]) -> None:
-        """Connect the new PortAudio client's in_0 and out_0 (and cut in_0 off the dummy
-        capture, which PortAudio connected it to)."""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert jam.poll() is None, jam.communicate()
-            new = [p for p in self.client.get_ports(is_audio=True) if p.name not in known]
-            inputs = [p for p in new if p.is_input and p.name.endswith(":in_0")]
-            outputs = [p for p in new if p.is_output and p.name.endswith(":out_0")]
-            if inputs and outputs:
-                for source in self.client.get_all_connections(inputs[0]):
-                    self.client.disconnect(source, inputs[0])
-                self.client.connect(self.feed_port, inputs[0])
-                self.client.connect(outputs[0], self.capture_port)
-                return
-            time.sleep(0.01)
-        pytest.fail("jam's PortAudio ports never appeared")
-
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
-
-
-def find_exactly(window: np.ndarray, within: np.ndarray) -> int | None:
-    """Where `window` occurs in `within` sample for sample, if it does."""
-    starts = np.flatnonzero(within[: len(within) - len(window)] == window[0])
-    return next((int(s) for s in starts if np.array_equal(within[s : s + len(window)], window)),
-                None)  # fmt: skip
-
-
 @pytest.mark.jack
 @pytest.mark.slow
 def test_jam_accompanies_a_recording_through_jack_exactly_as_file_mode_does(
     jack_server: JackServer, tiny_checkpoint: Path, onnx_backend: Backend, recording: np.ndarray
 ) -> None:
-    client = JamProbe(recording, seconds=20)
-    known = {p.name for p in client.client.get_ports()}
+    client = JamProbe(recording, seconds=20, name="bandmate-test")
     jam = subprocess.Popen(
         [BANDMATE, "jam", "--seconds", "10", "--checkpoint", str(tiny_checkpoint),
          "--samplerate", "48000", "--blocksize", "256", "--extra-blocks", "8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        client.wait_for_jam_ports(jam, known)
+        client.wait_for_jam_ports(jam)
         client.recording = True
         time.sleep(1.0)  # a second of silent input first: it pins down the alignment
         client.feeding = True
