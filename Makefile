@@ -29,6 +29,9 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	# Real EEG for the BCI tests: spkit's wheel ships a 16 s recording; its own dependencies
 	# are heavy and unused (the tests read the pickle directly), hence --no-deps.
 	$(BIN)/pip install -q --no-deps spkit==0.0.9.7
+	# Basic Pitch's transcription model (nmp.onnx) for `bandmate bench quality`. We only read the
+	# ONNX file, and its metadata pulls tensorflow on Python 3.11, hence --no-deps.
+	$(BIN)/pip install -q --no-deps basic-pitch==0.4.0
 	touch $@ $(RUNTIME_STAMP)
 
 $(BIDS_VALIDATOR):
