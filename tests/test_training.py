@@ -81,6 +81,6 @@ def test_generator_trains_under_torchrun_ddp_on_cpu(
         capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
     assert (tmp_path / "run" / "checkpoint" / "generator.safetensors").is_file()
     assert "validation:" in result.stdout
