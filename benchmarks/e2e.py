@@ -137,7 +137,10 @@ def record_through_jam(train: np.ndarray, config: E2EBenchConfig, dry: bool) -> 
         time.sleep(tail)
         probe.recording = False
         jam.send_signal(signal.SIGINT)  # how a jam ends: it prints its telemetry
-        stdout, stderr = jam.communicate(timeout=60)
+        try:
+            stdout, stderr = jam.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise EngineError("bandmate jam did not exit within 60 s of Ctrl-C") from None
     finally:
         if jam.poll() is None:
             jam.kill()
