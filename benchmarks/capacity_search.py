@@ -7,8 +7,11 @@ real-time pace with zero deadline misses, in the engine and then through the ser
    are stepped in-process by the server's own code, `BatchScheduler` after the same warm-up
    of every batch size, one hop of the example recording per session per hop period, paced
    by the clock. A hop misses its deadline when its output is ready more than one hop after
-   its input was complete: the definition the server counts (`server/host.py`).
-   a. Screen with short runs (`screen_seconds`, default 3 s) at N = 1, 2, 4, ... up to
+   its input was complete: the definition the server counts (`server/host.py`). Misses in a
+   run's first JOIN_SECONDS are join misses, reported but not counted (as through the
+   server, `benchmarks/capacity.py`): a lone spike there (23 ms, seen once at N = 4) said
+   nothing about the steady state.
+   a. Screen with short runs (`screen_seconds`, default 5 s) at N = 1, 2, 4, ... up to
       `max_sessions` until one misses, then bisect between the last N that passed and the
       first that missed. A miss is final: a longer run at that N would miss too. A clean
       screen only makes N a candidate.
@@ -17,8 +20,9 @@ real-time pace with zero deadline misses, in the engine and then through the ser
       run and for the server's. The capacity is the largest N whose full run had no miss
       (0 if none; `confirmed` is false when the budget stopped the search first).
 2. Server: a real `bandmate serve` (backend auto, as it runs by default) with N WebSocket
-   clients for `seconds`, N = the engine capacity of the backend the server uses. A miss or a
-   dropped message steps N down by one while the budget allows another run.
+   clients. Short screens (`screen_seconds`) bisect between 0 and the engine capacity of the
+   backend the server uses, then a full run (`seconds`) confirms the best N; a miss, a
+   dropped message or an error steps N down by one while the budget allows another run.
 
 The budget (`budget_seconds`, default 270 s) keeps the default run under 5 minutes on 2 CPU
 cores: screens take seconds, and each full run is `seconds` plus the server's start-up.
@@ -34,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.capacity import CapacityBenchConfig, run_capacity_benchmark
+from benchmarks.capacity import JOIN_SECONDS, CapacityBenchConfig, run_capacity_benchmark
 from benchmarks.latency import example_audio, hop_frames
 from engine.backends import Backend, create_backend
 from engine.checkpoint import DEFAULT_CHECKPOINT, load_engine_checkpoint
@@ -49,7 +53,7 @@ SERVER_START_SECONDS = 20.0  # start-up, warm-up stream and the last block's ret
 @dataclass(frozen=True)
 class CapacitySearchConfig:
     seconds: float = 60.0  # each confirming run, engine and server
-    screen_seconds: float = 3.0
+    screen_seconds: float = 5.0  # after the join; a rate of a few misses a minute shows
     max_sessions: int = 64  # the search stops here; the report says when it got there
     threads: int = 1
     backends: tuple[str, ...] = field(default_factory=tuple)  # empty: onnx-cpu + CUDA ones
@@ -65,13 +69,14 @@ class PacedRun:
     sessions: int
     seconds: float
     hops: int  # per session, until the end or the first miss of a screen
-    misses: int  # late hops summed over sessions
+    misses: int  # late hops summed over sessions, after the join
     round_p50_ms: float  # the batched backend step
     round_p99_ms: float
     round_max_ms: float
     # Input complete -> output ready, the deadline being one hop (the server's runs report
     # misses only, so None there).
     worst_lateness_ms: float | None
+    join_misses: int = 0  # late hops in the first JOIN_SECONDS, not counted in `misses`
 
     @property
     def clean(self) -> bool:
@@ -113,8 +118,9 @@ def run_paced(backend: Backend, sessions: int, seconds: float, frames: np.ndarra
     players = [Session(backend, SessionConfig(seed=i)) for i in range(sessions)]
     for index, player in enumerate(players):
         scheduler.add(str(index), player)
-    total_hops = max(1, int(seconds / hop_s))
-    misses, worst, done_hops = 0, 0.0, 0
+    join_hops = int(JOIN_SECONDS / hop_s)
+    total_hops = join_hops + max(1, int(seconds / hop_s))
+    misses, joined, worst, done_hops = 0, 0, 0.0, 0
     start = time.perf_counter()
     label = f"{phase} {backend.name} N={sessions}"
     for k in tqdm(range(total_hops), desc=label, unit="hop", leave=False):
@@ -126,8 +132,12 @@ def run_paced(backend: Backend, sessions: int, seconds: float, frames: np.ndarra
         for player in players:
             player.read(hop)
         lateness = time.perf_counter() - complete
+        if k < join_hops:
+            joined += sessions if lateness > hop_s else 0
+            rounds.clear()  # the steady state's compute only
+            continue
         worst = max(worst, lateness)
-        done_hops = k + 1
+        done_hops = k + 1 - join_hops
         if lateness > hop_s:
             misses += sessions
             if stop_at_first_miss:
@@ -135,7 +145,7 @@ def run_paced(backend: Backend, sessions: int, seconds: float, frames: np.ndarra
     ms = 1e3 * np.asarray(rounds)
     return PacedRun(phase, backend.name, sessions, done_hops * hop_s, done_hops, misses,
                     float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.max()),
-                    1e3 * worst)  # fmt: skip
+                    1e3 * worst, joined)  # fmt: skip
 
 
 class Search:
@@ -207,28 +217,48 @@ def report_progress(run: PacedRun) -> None:
 
 def search_server(config: CapacitySearchConfig, backend: str, start_at: int, deadline: float
                   ) -> tuple[int | None, list[dict[str, Any]]]:  # fmt: skip
-    """N WebSocket clients through a real server, stepping down from `start_at` on a miss."""
+    """N WebSocket clients through a real server: screen down from `start_at` (a server
+    carries fewer players than the engine alone: the clients, the socket traffic and unaligned
+    rounds share the cores), bisecting on short runs, then confirm the best N with a full run,
+    stepping down on a miss while the budget allows."""
     runs: list[dict[str, Any]] = []
-    n = start_at
-    while n >= 1:
-        bench = CapacityBenchConfig(n, config.seconds, models_dir=config.models_dir,
+
+    def clean(n: int, seconds: float, phase: str) -> bool:
+        bench = CapacityBenchConfig(n, seconds, models_dir=config.models_dir,
                                     threads=config.threads)  # fmt: skip
         report = run_capacity_benchmark(bench)
         rows = report["sessions"]
         run = PacedRun(
-            "server", backend, n, config.seconds, min(r["hops"] for r in rows),
+            phase, backend, n, seconds, min(r["hops"] for r in rows),
             report["misses_total"], float(np.median([r["p50_ms"] for r in rows])),
             max(r["p99_ms"] for r in rows), max(r["max_ms"] for r in rows), None,
+            report["join_misses_total"],
         )  # fmt: skip
         runs.append({**asdict(run), "dropped": report["dropped_total"], "errors": report["errors"],
                      "rss_before_mib": report["rss_before_mib"],
                      "rss_after_mib": report["rss_after_mib"]})  # fmt: skip
         report_progress(run)
-        if run.clean and report["dropped_total"] == 0 and report["errors"] == 0:
-            return n, runs
-        n -= 1
+        return run.clean and report["dropped_total"] == 0 and report["errors"] == 0
+
+    passed, failed = 0, start_at + 1
+    n = start_at
+    while failed - passed > 1:
+        if time_left(deadline) < config.screen_seconds + config.seconds + 2 * SERVER_START_SECONDS:
+            break
+        if clean(n, config.screen_seconds, "server screen"):
+            passed = n
+        else:
+            failed = n
+        n = (passed + failed) // 2
+    if not runs:
+        return None, runs  # the engine search left no time for the server
+    n = passed
+    while n >= 1:
         if time_left(deadline) < config.seconds + SERVER_START_SECONDS:
             return None, runs
+        if clean(n, config.seconds, "server"):
+            return n, runs
+        n -= 1
     return 0, runs
 
 
@@ -238,7 +268,9 @@ def run_capacity_search(config: CapacitySearchConfig) -> dict[str, Any]:
     backends = search_backends(checkpoint_dir, config.backends, config.threads)
     info = backends[0].info
     frames = hop_frames(example_audio(20.0, info.sample_rate, 0), info.hop)[:, 0]
-    reserve = config.seconds + SERVER_START_SECONDS if config.server else 0.0
+    # Room left for the server: two screens and a full run, each with a server start.
+    server_time = 2 * config.screen_seconds + config.seconds + 3 * SERVER_START_SECONDS
+    reserve = server_time if config.server else 0.0
     engine: dict[str, Any] = {}
     for backend in backends:
         search = Search(backend, config, frames, deadline)
@@ -277,14 +309,14 @@ def print_search_table(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"sessions at real-time pace, hop {report['hop_ms']:.2f} ms")
-    for column in ("phase", "backend", "N", "seconds", "misses", "round p50 ms", "round p99 ms",
-                   "max ms"):  # fmt: skip
+    for column in ("phase", "backend", "N", "seconds", "misses", "join misses", "round p50 ms",
+                   "round p99 ms", "max ms"):  # fmt: skip
         table.add_column(column, justify="right")
     runs = [run for entry in report["engine"].values() for run in entry["runs"]]
     runs += report["server"]["runs"] if report["server"] else []
     for run in runs:
         table.add_row(run["phase"], run["backend"], str(run["sessions"]), f"{run['seconds']:.1f}",
-                      str(run["misses"]), f"{run['round_p50_ms']:.2f}",
+                      str(run["misses"]), str(run["join_misses"]), f"{run['round_p50_ms']:.2f}",
                       f"{run['round_p99_ms']:.2f}", f"{run['round_max_ms']:.2f}")  # fmt: skip
     console = Console()
     console.print(table)

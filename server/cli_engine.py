@@ -126,7 +126,7 @@ def bench_capacity(
         None, help="Stream exactly N clients through the server; without it, search for N."
     ),
     seconds: float = typer.Option(60.0, help="Seconds each full run streams, at real time."),
-    screen_seconds: float = typer.Option(3.0, help="Search: seconds of each screening run."),
+    screen_seconds: float = typer.Option(5.0, help="Search: seconds of each screening run."),
     max_sessions: int = typer.Option(64, help="Search: the largest N tried."),
     threads: int = typer.Option(1, help="Inference threads, in the engine and the server."),
     backend: list[str] = typer.Option(
@@ -166,7 +166,7 @@ def bench_capacity(
 @bench_app.command("soak")
 def bench_soak(
     json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
-    clients: int = typer.Option(4, help="Concurrent WebSocket clients (below capacity)."),
+    clients: int = typer.Option(2, help="Concurrent WebSocket clients (below capacity)."),
     seconds: float = typer.Option(240.0, help="Seconds each client streams (600 = full soak)."),
     warmup: float = typer.Option(30.0, help="Seconds of RSS settling left out of the growth."),
     max_growth_mib: float = typer.Option(16.0, help="Bound on RSS growth after the warm-up."),
