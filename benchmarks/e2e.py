@@ -47,7 +47,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -136,11 +135,13 @@ def record_through_jam(train: np.ndarray, config: E2EBenchConfig, dry: bool) -> 
                 bar.update(probe.fed // RATE - bar.n)
         time.sleep(tail)
         probe.recording = False
-        jam.send_signal(signal.SIGINT)  # how a jam ends: it prints its telemetry
+        # How a service stops jam: it ends as on Ctrl-C, printing its telemetry. SIGINT would
+        # be ignored when this benchmark itself runs as a background job of a script.
+        jam.terminate()
         try:
             stdout, stderr = jam.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            raise EngineError("bandmate jam did not exit within 60 s of Ctrl-C") from None
+            raise EngineError("bandmate jam did not exit within 60 s of SIGTERM") from None
     finally:
         if jam.poll() is None:
             jam.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -88,6 +89,10 @@ def jam(
         # The callback thread needs the GIL within a fraction of a block; Python's default
         # 5 ms switch interval is a whole block at 256 frames.
         sys.setswitchinterval(0.0005)
+        # A service manager's stop (SIGTERM) ends a jam as Ctrl-C does, with its telemetry.
+        # Ctrl-C alone is not enough for scripts: a job started with `&` in a shell without
+        # job control inherits SIGINT ignored (bench e2e met exactly that).
+        signal.signal(signal.SIGTERM, _interrupt)
         lost: DeviceLostError | None = None
         with engine:
             outs = f"{output_channels}" + (f"-{pair - 1}" if pair - 1 > output_channels else "")
@@ -124,6 +129,10 @@ def jam(
 
 
 CLOSE_TIMEOUT_S = 10.0
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _exit_if_closing_hangs() -> threading.Timer:
