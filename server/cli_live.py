@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -63,7 +62,6 @@ def jam(
     )
     from engine.session import Session, SessionConfig, check_rate
 
-    watchdog: threading.Timer | None = None
     try:
         found = _portaudio_errors_as_engine_errors(list_devices)
         device_in = find_device(found, input_device, "input")
@@ -111,7 +109,6 @@ def jam(
                 pass
             except DeviceLostError as exc:
                 lost = exc
-            watchdog = _exit_if_closing_hangs()
         t = session.telemetry.summary()
         typer.echo(
             f"telemetry: {t.hops} hops, p50 {t.p50_ms:.2f} ms, p99 {t.p99_ms:.2f} ms, "
@@ -124,31 +121,10 @@ def jam(
             os._exit(2)
     finally:
         portaudio.release()  # let go of JACK now, not at interpreter exit
-        if watchdog is not None:
-            watchdog.cancel()
-
-
-CLOSE_TIMEOUT_S = 10.0
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _exit_if_closing_hangs() -> threading.Timer:
-    """A jam must end when asked. PortAudio's JACK host API can block in stop/close (seen
-    once in a few dozen Ctrl-Cs under jackd's dummy driver); past the timeout the process
-    leaves without closing the stream, saying so in one line."""
-
-    def leave() -> None:
-        print(f"error: the audio device did not close within {CLOSE_TIMEOUT_S:g} s; "
-              "left without closing it", file=sys.stderr, flush=True)  # fmt: skip
-        os._exit(2)
-
-    timer = threading.Timer(CLOSE_TIMEOUT_S, leave)
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 def _ms(samples: int, rate: int) -> str:

@@ -262,3 +262,26 @@ def test_jam_accompanies_a_recording_through_jack_exactly_as_file_mode_does(
         assert any(first - latency - 4096 <= x <= first + 4096 for x in client.xruns), (
             f"live != file mode from recorded sample {first} (fed from {started}) with no xrun"
         )
+
+
+@pytest.mark.jack
+def test_jam_stops_on_sigterm_as_on_ctrl_c_even_with_sigint_ignored(
+    tiny_checkpoint: Path, jack_server: JackServer
+) -> None:
+    """A script's background job inherits SIGINT ignored; SIGTERM must still end the jam
+    cleanly, with its telemetry, as a service manager's stop expects."""
+    import signal
+
+    jam = subprocess.Popen(
+        [BANDMATE, "jam", "--checkpoint", str(tiny_checkpoint)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    assert jam.stdout is not None and jam.stdout.readline().startswith("jam: ")
+    jam.send_signal(signal.SIGINT)  # ignored, as in a background job
+    time.sleep(0.5)
+    assert jam.poll() is None
+    jam.terminate()
+    stdout, stderr = jam.communicate(timeout=30)
+    assert jam.returncode == 0, stderr
+    assert stdout.startswith("telemetry: ")
