@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import EngineError
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "models" / "examples" / "live_part.flac"
 # A session's first seconds are its join: N players opening at once, each session's first
 # allocations and the warm-up client's tail. Misses there are reported apart ("join
@@ -89,7 +91,8 @@ def run_capacity_benchmark(config: CapacityBenchConfig) -> dict[str, Any]:
     from clients.stream import StreamOptions, stream_audio
 
     audio, rate = sf.read(str(EXAMPLE), dtype="float32")
-    audio = np.resize(audio, int(config.seconds * rate))  # loops the 20 s example as needed
+    # The join, then `seconds` counted: as the engine's runs (loops the 20 s example).
+    audio = np.resize(audio, int((JOIN_SECONDS + config.seconds) * rate))
     # One more than the players: the warm-up stream's session may still be closing. The
     # server also steps every batch size up to this once at start, as it would in use.
     server, url = start_server(config.models_dir, max(16, config.sessions + 1), config.threads)
@@ -108,6 +111,8 @@ def run_capacity_benchmark(config: CapacityBenchConfig) -> dict[str, Any]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+    if any(not r.telemetry for r in results):  # it comes twice a second: a stream ended early
+        raise EngineError("a capacity session ended before the server sent any telemetry")
     last = [r.telemetry[-1] for r in results]
     joins = [join_misses(r.telemetry) for r in results]
     return {
