@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report import distribution_ms
+
 
 @dataclass(frozen=True)
 class BciBenchConfig:
@@ -33,17 +35,6 @@ class BciBenchConfig:
     baseline_s: float = 5.0
     flip_every_s: float = 10.0
     seed: int = 0
-
-
-def stats_ms(values: np.ndarray) -> dict[str, float]:
-    ms = values * 1e3
-    return {
-        "n": len(ms),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "max_ms": float(ms.max()),
-        "sd_ms": float(ms.std()),
-    }
 
 
 def run_bci_benchmark(config: BciBenchConfig) -> dict[str, Any]:
@@ -79,8 +70,8 @@ def run_bci_benchmark(config: BciBenchConfig) -> dict[str, Any]:
         "windows": summary.windows,
         "gated": summary.gated,
         "midi_messages": len(midi),
-        "processing_latency": stats_ms(latency),
-        "midi_send_error": stats_ms(lateness),
+        "processing_latency": distribution_ms(1e3 * latency),
+        "midi_send_error": distribution_ms(1e3 * lateness),
         "targets": {"processing_p99_ms": 10.0, "jitter_sd_ms": 1.0},
     }
 

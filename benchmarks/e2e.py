@@ -58,6 +58,7 @@ import numpy as np
 from benchmarks.e2e_alignment import ProbeSignal
 from benchmarks.jam_probe import JamProbe, ReportedLatency, find_exactly, jam_command
 from benchmarks.jam_probe import parse_jam_latency as parse_reported
+from benchmarks.report import distribution_ms
 from engine.errors import EngineError
 
 RATE = 48_000  # the model's rate: no resampling, so the engine's latency is in whole samples
@@ -158,16 +159,8 @@ def record_through_jam(train: np.ndarray, config: E2EBenchConfig, dry: bool) -> 
 
 
 def stats_ms(samples: list[int]) -> dict[str, float | int]:
-    ms = 1e3 * np.asarray(samples, float) / RATE
-    if not len(ms):
-        return {"n": 0}
-    return {
-        "n": len(ms),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "min_ms": float(ms.min()),
-        "max_ms": float(ms.max()),
-    }
+    """Frames at the JACK rate, as durations."""
+    return distribution_ms(1e3 * np.asarray(samples, float) / RATE)
 
 
 def system_port_latencies(server_name: str) -> dict[str, dict[str, list[int]]]:
