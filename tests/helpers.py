@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -177,3 +178,19 @@ def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def simulated_session_run(protocol: Path, out: Path) -> tuple[Any, list[str]]:
+    """A started EEG simulator under a fresh name, and the `bandmate session run` command that
+    records participant P01 from it into `out` (auto ratings, no synth). Stop the simulator."""
+    import uuid
+
+    from bci.simulate import Schedule, Simulator, SimulatorConfig
+
+    name = f"sim-{uuid.uuid4().hex[:8]}"
+    simulator = Simulator(SimulatorConfig(name=name, source_id=name), Schedule())
+    simulator.start()
+    command = [BANDMATE, "session", "run", str(protocol), "--participant", "P01",
+               "--out", str(out), "--stream", name, "--ratings", "auto",
+               "--synth-driver", "none"]  # fmt: skip
+    return simulator, command

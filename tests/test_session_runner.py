@@ -103,16 +103,11 @@ def test_kill_9_mid_session_leaves_a_readable_recording_missing_under_1_s(tmp_pa
     import pylsl
 
     from bci.recorder import read_session
-    from tests.helpers import BANDMATE
+    from tests.helpers import simulated_session_run
 
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(PROTOCOL)
-    name = f"sim-{uuid.uuid4().hex[:8]}"
-    simulator = Simulator(SimulatorConfig(name=name, source_id=name), Schedule())
-    simulator.start()
-    command = [BANDMATE, "session", "run", str(protocol), "--participant", "P01",
-               "--out", str(tmp_path / "study"), "--stream", name, "--ratings", "auto",
-               "--synth-driver", "none"]  # fmt: skip
+    simulator, command = simulated_session_run(protocol, tmp_path / "study")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         folder = tmp_path / "study" / "raw" / "sub-P01"

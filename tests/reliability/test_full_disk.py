@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +13,7 @@ import pytest
 
 from bci.errors import BciError
 from bci.recorder import SessionRecorder, read_session
-from bci.simulate import Schedule, Simulator, SimulatorConfig
-from tests.helpers import BANDMATE, tmpfs
+from tests.helpers import simulated_session_run, tmpfs
 from tests.test_session_runner import PROTOCOL
 
 RATE = 256.0
@@ -62,12 +60,7 @@ def test_a_session_run_stops_at_a_full_disk_keeping_its_recording(
 ) -> None:
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(PROTOCOL)  # 5 blocks, 14 s: the disk fills in the first ones
-    name = f"sim-{uuid.uuid4().hex[:8]}"
-    simulator = Simulator(SimulatorConfig(name=name, source_id=name), Schedule())
-    simulator.start()
-    command = [BANDMATE, "session", "run", str(protocol), "--participant", "P01",
-               "--out", str(nearly_full_disk / "study"), "--stream", name, "--ratings", "auto",
-               "--synth-driver", "none"]  # fmt: skip
+    simulator, command = simulated_session_run(protocol, nearly_full_disk / "study")
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     finally:
