@@ -38,6 +38,11 @@ jam prints, takes them from the system ports it connects to when it opens; the p
 stands in front of them. On this driver the loop through the probe and PortAudio's figure
 agree to the sample at every period and block size tried (128 to 512 frames).
 
+Glitches. Lost JACK periods (xruns) and late inference (misses) make jam's output depart
+from the offline rendering. After the signal's start the alignment follows them; between
+the lead-in and the start they leave nothing exact to locate the start by, so that
+recording is made again (`--attempts`, reported under glitches.failed_attempts).
+
 Target (issue 8): <= hop + 2 blocks + 5 ms, judged for the accompaniment lag and for the
 worst reaction time.
 """
@@ -48,6 +53,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +65,7 @@ from benchmarks.e2e_alignment import ProbeSignal
 from benchmarks.jam_probe import JamProbe, ReportedLatency, find_exactly, jam_command
 from benchmarks.jam_probe import parse_jam_latency as parse_reported
 from benchmarks.report import distribution_ms
+from engine.backends import Backend
 from engine.errors import EngineError
 
 RATE = 48_000  # the model's rate: no resampling, so the engine's latency is in whole samples
@@ -76,10 +83,13 @@ class E2EBenchConfig:
     seed: int = 0  # the chirps' gaps and jam's noise
     lead_in_seconds: float = 1.0  # silent input first: jam's answer to it pins the timing down
     max_lag_seconds: float = 1.0  # how late an answer is searched for
+    attempts: int = 3  # recordings tried when glitches leave the signal's start unlocatable
 
     def __post_init__(self) -> None:
         if self.seconds < 1 or self.dry_seconds < 0.5:
             raise EngineError("give at least 1 s of signal (and 0.5 s for the dry path)")
+        if self.attempts < 1:
+            raise EngineError("give at least 1 attempt")
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,15 @@ class JamRecording:
     started: int  # recorded index of the frame the probe fed the signal's first sample at
     reported: ReportedLatency
     telemetry: str  # jam's closing line: compute, misses, device xruns
-    probe_xruns: int
+    probe_xruns: list[int]  # recorded index of each xrun the probe saw
+
+    def glitch_summary(self) -> str:
+        nearest = sorted(self.probe_xruns, key=lambda x: abs(x - self.started))[:3]
+        near = ", ".join(f"{1e3 * (x - self.started) / RATE:+.0f} ms" for x in sorted(nearest))
+        return (
+            f"probe xruns: {len(self.probe_xruns)} (nearest the signal's start: {near or '-'}); "
+            f"jam {self.telemetry}"
+        )
 
 
 def chirp_train(seconds: float, seed: int) -> ProbeSignal:
@@ -155,7 +173,7 @@ def record_through_jam(train: np.ndarray, config: E2EBenchConfig, dry: bool) -> 
     telemetry = re.search(r"^telemetry: .*$", stdout, re.M)
     return JamRecording(probe.recorded[: probe.captured].copy(), probe.feed_started_at,
                         parse_reported(stdout), telemetry[0] if telemetry else "",
-                        len(probe.xruns))  # fmt: skip
+                        list(probe.xruns))  # fmt: skip
 
 
 def stats_ms(samples: list[int]) -> dict[str, float | int]:
@@ -199,6 +217,40 @@ def dry_lags(recording: JamRecording, signal: ProbeSignal, max_lag: int) -> list
     return lags
 
 
+def record_and_locate(
+    backend: Backend, signal: ProbeSignal, config: E2EBenchConfig
+) -> tuple[JamRecording, int, list[str]]:
+    """Record the signal through jam and find the session input index of its first sample.
+
+    Lost JACK periods (xruns) and late inference (misses) between the lead-in and the
+    signal's start leave no exact rendering to find it by; that recording is then made
+    again, up to `config.attempts` times. Returns the recording, the onset, and why each
+    earlier attempt failed."""
+    from benchmarks import e2e_alignment as align
+
+    failed: list[str] = []
+    while True:
+        wet = record_through_jam(signal.train, config, dry=False)
+        if wet.reported.backend != backend.name:
+            raise EngineError(
+                f"jam ran {wet.reported.backend}, the offline rendering {backend.name}"
+            )
+        seed, recorded, started = config.seed, wet.recorded, wet.started
+        try:
+            offset = align.output_offset(backend, seed, recorded, started)
+            departure = align.first_departure(backend, seed, recorded, started, offset)
+            onset = align.locate_onset(backend, seed, signal.train, recorded, offset, departure)
+        except EngineError as exc:
+            failed.append(f"{exc} ({wet.glitch_summary()})")
+            if len(failed) == config.attempts:
+                raise EngineError(
+                    f"{len(failed)} recordings failed; the last: {failed[-1]}"
+                ) from None
+            print(f"attempt {len(failed)}: {failed[-1]}; recording again", file=sys.stderr)
+            continue
+        return wet, onset, failed
+
+
 def run_e2e_benchmark(config: E2EBenchConfig) -> dict[str, Any]:
     from benchmarks import e2e_alignment as align
     from engine.backends import create_backend
@@ -216,18 +268,10 @@ def run_e2e_benchmark(config: E2EBenchConfig) -> dict[str, Any]:
     with JackServer(RATE, config.jack_period, name=f"bm-e2e-{os.getpid()}") as jack:
         os.environ.update(jack.client_env())  # the probe is a JACK client of this process
         ports = system_port_latencies(jack.name)
-        wet = record_through_jam(signal.train, config, dry=False)
+        wet, onset, failed = record_and_locate(backend, signal, config)
         dry = record_through_jam(dry_signal.train, config, dry=True)
-    if wet.reported.backend != backend.name:
-        raise EngineError(f"jam ran {wet.reported.backend}, the offline rendering {backend.name}")
     max_lag = round(config.max_lag_seconds * RATE)
     seed, recorded, started = config.seed, wet.recorded, wet.started
-    try:
-        offset = align.output_offset(backend, seed, recorded, started)
-        departure = align.first_departure(backend, seed, recorded, started, offset)
-        onset = align.locate_onset(backend, seed, signal.train, recorded, offset, departure)
-    except EngineError as exc:
-        raise EngineError(f"{exc} (probe xruns: {wet.probe_xruns}; jam {wet.telemetry})") from None
     slip_step = min(config.jack_period, config.blocksize)  # what an xrun can cost jam's input
     timings = align.event_timings(backend, seed, signal, recorded, started, onset, max_lag,
                                   slip_step)  # fmt: skip
@@ -277,9 +321,11 @@ def run_e2e_benchmark(config: E2EBenchConfig) -> dict[str, Any]:
         # the offline rendering (a lost input period for good, a miss for its fade), so the
         # chirps they touch cannot be located.
         "glitches": {
-            "probe_xruns": wet.probe_xruns,
+            "probe_xruns": len(wet.probe_xruns),
             **jam_glitches(wet.telemetry),
-            "probe_xruns_dry_path": dry.probe_xruns,
+            "probe_xruns_dry_path": len(dry.probe_xruns),
+            # Recordings made again because glitches hid the signal's start, and why.
+            "failed_attempts": failed,
         },
         "jam_telemetry": {"accompaniment": wet.telemetry, "dry_path": dry.telemetry},
     }

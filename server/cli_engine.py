@@ -194,12 +194,17 @@ def bench_e2e(
     extra_blocks: int = typer.Option(2, help="jam's --extra-blocks."),
     dry_seconds: float = typer.Option(3.0, help="Seconds of chirps through the dry path."),
     checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
+    attempts: int = typer.Option(
+        3, help="Recordings tried when xruns hide the signal's start from the alignment."
+    ),
 ) -> None:
     """Round-trip latency of `bandmate jam` through a real JACK server, against its own figure."""
     from benchmarks.e2e import E2EBenchConfig, print_table, run_e2e_benchmark
     from benchmarks.report import write_report
 
-    config = E2EBenchConfig(seconds, blocksize, jack_period, extra_blocks, dry_seconds, checkpoint)
+    config = E2EBenchConfig(
+        seconds, blocksize, jack_period, extra_blocks, dry_seconds, checkpoint, attempts=attempts
+    )
     report = run_e2e_benchmark(config)
     write_report(report, json_path)
     print_table(report)

@@ -20,9 +20,10 @@ def test_the_latency_jam_reports_is_the_one_measured_through_jack(
 ) -> None:
     report_path = tmp_path / "e2e.json"
     done = subprocess.run(
-        # 8 blocks of slack, as in test_live: fewer misses on a busy machine.
+        # 8 blocks of slack, as in test_live: fewer misses on a busy machine. Xruns near the
+        # signal's start spoil a recording (a CI machine had 8 in 4 s): up to 5 are made.
         [BANDMATE, "bench", "e2e", "--seconds", "2", "--dry-seconds", "1", "--extra-blocks", "8",
-         "--checkpoint", str(tiny_checkpoint), "--json", str(report_path)],
+         "--attempts", "5", "--checkpoint", str(tiny_checkpoint), "--json", str(report_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
