@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import e2e_alignment as align
 from benchmarks.e2e_alignment import ProbeSignal
 from benchmarks.jam_probe import JamProbe, ReportedLatency, find_exactly, jam_command
 from benchmarks.jam_probe import parse_jam_latency as parse_reported
@@ -226,8 +227,6 @@ def record_and_locate(
     signal's start leave no exact rendering to find it by; that recording is then made
     again, up to `config.attempts` times. Returns the recording, the onset, and why each
     earlier attempt failed."""
-    from benchmarks import e2e_alignment as align
-
     failed: list[str] = []
     while True:
         wet = record_through_jam(signal.train, config, dry=False)
@@ -252,7 +251,6 @@ def record_and_locate(
 
 
 def run_e2e_benchmark(config: E2EBenchConfig) -> dict[str, Any]:
-    from benchmarks import e2e_alignment as align
     from engine.backends import create_backend
     from engine.checkpoint import load_engine_checkpoint
     from engine.jackd import JackServer
