@@ -136,13 +136,22 @@ def _raw_array(recorded: RecordedSession, line_freq: float | None) -> mne.io.Raw
         raw.set_annotations(
             mne.Annotations(
                 onset=onsets,
-                duration=[float(m.get("duration_s", 0.0)) for m in markers],
+                duration=_within_data(markers, onsets, raw.times[-1]),
                 description=[str(m["kind"]) for m in markers],
                 orig_time=raw.info["meas_date"],
                 extras=extras if any(extras) else None,
             )
         )
     return raw
+
+
+def _within_data(markers: list[dict[str, Any]], onsets: np.ndarray, end: float) -> list[float]:
+    """Each marker's duration, cut at the last EEG sample (`end`, in seconds). The EEG's last
+    sample can arrive a little before a block's planned end; mne would cut it too, with a
+    RuntimeWarning. Its own bound is a sample later, but it compares in whole microseconds,
+    so a cut exactly there can still warn. The planned duration stays in the markers log."""
+    return [min(float(m.get("duration_s", 0.0)), max(end - onset, 0.0))
+            for m, onset in zip(markers, onsets, strict=True)]  # fmt: skip
 
 
 def _tsv_value(value: object) -> str:

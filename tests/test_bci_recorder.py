@@ -309,3 +309,19 @@ def test_bids_export_adds_a_second_participant_and_session_without_losing_the_fi
     assert read_back(root, "01", "bcmi", session="1").n_times == 704
     with pytest.raises(BciError, match="exists"):
         export_bids(recorded_session, root, "01", "1", "bcmi", {}, {}, [])
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # mne's own cut warns
+def test_a_block_planned_past_the_last_sample_ends_there_in_events_tsv(tmp_path: Path) -> None:
+    config = SimulatorConfig()
+    samples = synthesize(config, Schedule(), 0, 512).astype(np.float32)
+    stamps = 500.0 + np.arange(512) / RATE
+    with SessionRecorder(tmp_path / "session", list(config.channels), RATE) as recorder:
+        recorder.write_eeg(stamps, samples)
+        recorder.marker("block_start", stamps[400], block=1, duration_s=10.0)
+    root = tmp_path / "bids"
+    export_bids(read_session(tmp_path / "session"), root, "01", None, "bcmi", {}, {}, [])
+    (event,) = read_tsv(root / "sub-01" / "eeg" / "sub-01_task-bcmi_events.tsv")
+    assert float(event["duration"]) == pytest.approx(111 / RATE, abs=1e-3)
+    markers = read_session(tmp_path / "session").markers
+    assert markers[0]["duration_s"] == 10.0, "the markers log keeps the planned duration"
