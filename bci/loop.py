@@ -66,7 +66,7 @@ class WindowResult:
     lsl_time: float  # LSL stamp of the window's last sample
     phase: str  # "baseline" or "feedback"
     flags: GateFlags
-    features: WindowFeatures | None  # None when a channel is flat (no log of zero power)
+    features: WindowFeatures | None  # None when a channel is flat or holds a NaN or Inf
     valence: float
     arousal: float | None
     params: MusicParams | None  # None during the baseline
@@ -107,9 +107,8 @@ class WindowProcessor:
             self.baseline_until = float(stamps[0]) + self.config.baseline_s
         flags = check_window(np.stack([left, right]), rate, dropped_fraction, self.config.gate)
         band = self.tracker.baseline.alpha_band if self.tracker.baseline else None
-        features = (
-            None if flags.flatline else window_features(left, right, rate, self.config.faa, band)
-        )
+        unusable = flags.flatline or flags.non_finite  # no log of zero power, no NaN features
+        features = None if unusable else window_features(left, right, rate, self.config.faa, band)
         clean = features if not flags.gated else None
         if self.in_baseline:
             if clean is not None:
@@ -178,9 +177,11 @@ class JsonlLog:
 class RunSummary:
     windows: int = 0
     gated: int = 0
+    non_finite: int = 0  # windows gated for a NaN or Inf sample
     midi_messages: int = 0
     reconnects: int = 0
     dropped: int = 0
+    jumps: int = 0  # steps of the sender's clock taken out of the stamps
     last: WindowResult | None = None
 
 
@@ -237,12 +238,14 @@ class BciLoop:
         finally:
             stats = self.eeg.stats
             self.summary.reconnects, self.summary.dropped = stats.reconnects, stats.dropped
+            self.summary.jumps = stats.jumps
             self.eeg.close()
         return self.summary
 
     def _record(self, result: WindowResult) -> None:
         self.summary.windows += 1
         self.summary.gated += result.flags.gated
+        self.summary.non_finite += result.flags.non_finite
         self.summary.last = result
         # When this window's valence and parameters were ready, on the same clock as its
         # samples' stamps: `bandmate bench bci` reads the processing latency from it.

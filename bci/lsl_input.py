@@ -5,16 +5,20 @@ consumers never see LSL chunking. No acquisition thread: the BCI loop calls `pol
 drains the inlet without blocking. Only the search for a lost stream runs in the background.
 
 Timestamps: one clock, `pylsl.local_clock()`, with the sender's time correction applied
-(`proc_clocksync | proc_monotonize`). Not `proc_dejitter`: it regresses stamps on the *count* of
-samples received, so a 0.5 s dropout smears into stamps drifting apart for many seconds
-(measured, pylsl 1.18) and gaps cannot be counted. `NominalGrid` counts gaps on the corrected
-stamps and dejitters by smoothing only the nominal grid's offset, so stamps keep their gaps.
+(`proc_clocksync` only). `NominalGrid` (bci/sample_grid.py) counts gaps on the corrected stamps,
+tolerates jitter, takes out jumps of the sender's clock, and dejitters by smoothing only the
+nominal grid's offset, so stamps keep their gaps.
+
+Samples are taken as they come: a NaN or Inf on a montage channel is counted and reported
+once per run of them, and the windows holding it are gated by the loop (bci/quality.py).
 
 Loss: with `recover=False` liblsl raises `LostError` as soon as an outlet vanishes; a stalled
 one just sends nothing. After either, or `loss_timeout_s` without a sample, the input is lost
 and a background search looks for a *new* outlet instance (another uid) with the same source_id
 (or the original query if it had none); a stalled outlet that resumes is taken back. Samples
-missed meanwhile are a timestamp gap, counted as dropped. Resolution polls a fresh
+missed meanwhile are a timestamp gap, counted as dropped. A stream that returns with other
+channels or another rate is reported once and passed over; the search goes on for the right
+one. Resolution polls a fresh
 `ContinuousResolver` against our own deadline: with liblsl 1.18, a one-shot resolve that found
 nothing right after one that found a stream took 5.5 s, not its 0.5 s timeout.
 """
@@ -33,18 +37,23 @@ import numpy as np
 import pylsl
 from pylsl.util import LostError
 
+from bci.eeg_ring import EegRing
 from bci.errors import BciError
 from bci.montage import Montage
+from bci.sample_grid import NominalGrid, Placement
 
 log = logging.getLogger("bandmate.bci")
 
-PROCESSING_FLAGS = pylsl.proc_clocksync | pylsl.proc_monotonize
-GAP_PERIODS = 1.5  # a stamp interval above this many sample periods means samples are missing
+# No proc_monotonize: it would hide a step back of the sender's clock (bci/sample_grid.py).
+PROCESSING_FLAGS = pylsl.proc_clocksync
 OPEN_TIMEOUT_S = 2.0
+WARNINGS = ("lost", "dropped", "jumped", "non_finite", "mismatched")  # events logged as such
 
 EventSink = Callable[[str, dict[str, object]], None]
 OpenedInlet = tuple[pylsl.StreamInlet, pylsl.StreamInfo]
-Search = tuple[threading.Event, "queue.SimpleQueue[OpenedInlet]"]  # stop flag, found inlet
+OpenedStream = tuple[pylsl.StreamInlet, pylsl.StreamInfo, list[int]]  # with the montage's rows
+# The stop flag, and what the search found: a stream to adopt, or why one did not fit.
+Search = tuple[threading.Event, "queue.SimpleQueue[OpenedStream | str]"]
 
 
 @dataclass(frozen=True)
@@ -107,80 +116,13 @@ def channel_labels(info: pylsl.StreamInfo) -> list[str]:
     return labels
 
 
-class EegRing:
-    """Preallocated ring of (timestamps, samples [channels]); the newest N read as arrays."""
-
-    def __init__(self, channels: int, capacity: int) -> None:
-        self.capacity = capacity
-        self._timestamps = np.zeros(capacity)
-        self._samples = np.zeros((channels, capacity))
-        self._total = 0  # samples ever written; the next one goes to slot total % capacity
-
-    @property
-    def total(self) -> int:
-        return self._total
-
-    def write(self, timestamps: np.ndarray, samples: np.ndarray) -> None:
-        """Append `timestamps` [n] and `samples` [channels, n]."""
-        n = len(timestamps)
-        if samples.shape != (len(self._samples), n):
-            raise ValueError(f"samples {samples.shape} do not match {n} stamps")
-        kept = np.arange(max(0, n - self.capacity), n)  # older ones would be overwritten anyway
-        self._timestamps[(self._total + kept) % self.capacity] = timestamps[kept]
-        self._samples[:, (self._total + kept) % self.capacity] = samples[:, kept]
-        self._total += n
-
-    def latest(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the newest n (fewer if not filled): (timestamps [n], samples [channels, n])."""
-        return self.ending_at(self._total, n)
-
-    def ending_at(self, end: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Like `latest`, for the n samples before sample number `end` (counting every sample
-        ever written from 0); only those still held."""
-        end = min(end, self._total)
-        slots = np.arange(max(end - n, self._total - self.capacity, 0), end) % self.capacity
-        return self._timestamps[slots], self._samples[:, slots]
-
-
-class NominalGrid:
-    """Places clock-corrected stamps on the nominal grid. An interval of more than 1.5 periods
-    between consecutive stamps means `round(interval * rate) - 1` missing samples; each sample
-    gets its grid index (gaps counted) and the stamp `offset + index / rate`, the offset
-    smoothing the residuals (time constant `smoothing_s`). Steps follow stamp intervals, not the
-    grid, so a device a little off its nominal rate shows no false gaps."""
-
-    RESYNC_S = 0.1  # residuals this large mean a new timeline (e.g. another sender): restart
-
-    def __init__(self, rate: float, smoothing_s: float = 1.0) -> None:
-        self.rate = rate
-        self.smoothing_s = smoothing_s
-        self._index = 0  # grid index of the newest sample
-        self._last_stamp: float | None = None
-        self._offset: float | None = None
-
-    def place(self, stamps: np.ndarray) -> tuple[np.ndarray, int]:
-        """(dejittered stamps, samples missing before and between these) for stamps [n > 0]."""
-        period = 1.0 / self.rate
-        previous = stamps[0] - period if self._last_stamp is None else self._last_stamp
-        intervals = np.diff(stamps, prepend=previous)
-        steps = np.where(intervals > GAP_PERIODS * period, np.rint(intervals * self.rate), 1)
-        indices = self._index + np.cumsum(steps.astype(np.int64))
-        missing = int(indices[-1] - self._index) - len(stamps)
-        residual = float(np.mean(stamps - indices * period))
-        if self._offset is None or abs(residual - self._offset) > self.RESYNC_S:
-            self._offset = residual
-        else:
-            gain = -math.expm1(-len(stamps) / (self.smoothing_s * self.rate))
-            self._offset += gain * (residual - self._offset)
-        self._index, self._last_stamp = int(indices[-1]), float(stamps[-1])
-        return self._offset + indices * period, missing
-
-
 @dataclass
 class InputStats:
     received: int = 0
-    dropped: int = 0  # samples missing, from timestamp gaps > 1.5 sample periods
+    dropped: int = 0  # samples missing, from timestamp gaps (bci/sample_grid.py)
     reconnects: int = 0  # new outlet instances connected to after a loss
+    jumps: int = 0  # steps of the sender's clock, taken out of the stamps
+    non_finite: int = 0  # samples with NaN or Inf on a montage channel
     stream_lost_at: float | None = None  # local_clock of the most recent loss
 
 
@@ -213,8 +155,8 @@ def _montage_rows(inlet: pylsl.StreamInlet, info: pylsl.StreamInfo, montage: Mon
 class EegInput:
     """Pulls chunks from an LSL inlet into an EegRing, keeping the montage's channels (left,
     right, references; re-referenced on the way out). Use from one thread, calling `poll()`
-    often: loss is detected there. Events, also logged: connected, dropped, lost, resumed,
-    reconnected."""
+    often: loss is detected there. Events, also logged: connected, dropped, jumped,
+    non_finite, lost, resumed, mismatched, reconnected."""
 
     def __init__(
         self,
@@ -244,24 +186,26 @@ class EegInput:
         self._stats = InputStats()
         self._lost = False
         self._search: Search | None = None  # only while lost
-        self._last_sample_at = pylsl.local_clock()
+        self._last_sample_at = pylsl.local_clock()  # for the loss timeout; reset on reconnect
+        self._last_arrival = self._last_sample_at  # for the grid: when samples last came
+        self._non_finite_run = False  # the newest sample had a NaN or Inf
         self._emit("connected", stream=info.name(), source_id=info.source_id())
 
     def _emit(self, kind: str, **fields: object) -> None:
-        level = logging.WARNING if kind in ("lost", "dropped") else logging.INFO
+        level = logging.WARNING if kind in WARNINGS else logging.INFO
         log.log(level, "EEG input %s: %s", kind, fields)
         if self._events is not None:
             self._events(kind, fields)
 
     def poll(self) -> int:
-        """Pull whatever has arrived, without blocking; the number of samples added. Raises
-        BciError if a montage channel carries NaN or Inf."""
+        """Pull whatever has arrived, without blocking; the number of samples added."""
         self._adopt_found_stream()
-        added = self._drain(self._inlet) if self._inlet is not None else 0
         now = pylsl.local_clock()
+        inlet = self._inlet
+        added = self._drain(inlet, now - self._last_arrival) if inlet is not None else 0
         silent = self._inlet is None or now - self._last_sample_at > self.loss_timeout_s
         if added:
-            self._last_sample_at = now
+            self._last_sample_at = self._last_arrival = now
             if self._lost:
                 self._lost = False
                 self._stop_search()
@@ -270,7 +214,9 @@ class EegInput:
             self._declare_lost(now)
         return added
 
-    def _drain(self, inlet: pylsl.StreamInlet) -> int:
+    def _drain(self, inlet: pylsl.StreamInlet, waited_s: float) -> int:
+        """Everything the inlet holds; all of it arrived within `waited_s` of the last poll
+        that found samples, which bounds how many of them can be missing."""
         added = 0
         while True:
             try:
@@ -282,22 +228,31 @@ class EegInput:
             if len(stamps) == 0:
                 return added
             samples = np.asarray(chunk[:, self._rows], dtype=np.float64).T  # [channels, n]
-            if not np.isfinite(samples).all():
-                self._reject_non_finite(samples, stamps)
-            dejittered, missing = self._grid.place(stamps)
-            self._ring.write(dejittered, samples)
+            placed = self._grid.place(stamps, waited_s)
+            self._ring.write(placed.stamps, samples, placed.indices)
             self._stats.received += len(stamps)
             added += len(stamps)
-            if missing:
-                self._stats.dropped += missing
-                self._emit("dropped", samples=missing, before=float(dejittered[0]))
+            self._note(placed, samples)
 
-    def _reject_non_finite(self, samples: np.ndarray, stamps: np.ndarray) -> None:
-        row, column = np.argwhere(~np.isfinite(samples))[0]
-        raise BciError(
-            f"stream '{self._info.name()}' sent {samples[row, column]} (NaN/Inf) on channel "
-            f"{self.montage.channels[row]} at t={stamps[column]:.3f}; check that channel's sender"
-        )
+    def _note(self, placed: Placement, samples: np.ndarray) -> None:
+        """Count and report what the chunk's stamps and values say about the stream."""
+        if placed.missing:
+            self._stats.dropped += placed.missing
+            self._emit("dropped", samples=placed.missing, before=float(placed.stamps[0]))
+        for jump in placed.jumps:
+            self._stats.jumps += 1
+            self._emit("jumped", by_s=round(jump.by_s, 6), at=jump.at, action="taken out")
+        bad = ~np.isfinite(samples)  # [channels, n]
+        bad_samples = bad.any(axis=0)
+        if bad_samples.any():
+            self._stats.non_finite += int(bad_samples.sum())
+            if not self._non_finite_run:  # once per run of them, not per chunk of a NaN stream
+                column = int(np.argmax(bad_samples))  # the first of them, and its channel
+                row = int(np.argmax(bad[:, column]))
+                self._emit("non_finite", channel=self.montage.channels[row],
+                           value=str(samples[row, column]), at=float(placed.stamps[column]),
+                           action="windows holding it are gated")  # fmt: skip
+        self._non_finite_run = bool(bad_samples[-1])
 
     def _declare_lost(self, now: float) -> None:
         self._lost = True
@@ -309,24 +264,37 @@ class EegInput:
         threading.Thread(target=self._find_again, args=args, daemon=True).start()
 
     def _find_again(self, lost_uid: str, search: Search) -> None:
-        """Background: find a new instance of the stream and open it, so poll() never blocks."""
+        """Background: find a new instance of the stream and open it, so poll() never blocks.
+        One that returns with other channels or another rate is reported and passed over."""
         stop, found = search
+        passed_over = {lost_uid}
         while not stop.is_set():
-            streams = _find_streams(self._search_predicate, 1.0, frozenset({lost_uid}), stop)
+            streams = _find_streams(self._search_predicate, 1.0, frozenset(passed_over), stop)
             if not streams or stop.is_set():
                 continue
             try:
-                found.put(_open_inlet(streams[0], self._max_buflen_s, flush=False))
-                return
+                inlet, info = _open_inlet(streams[0], self._max_buflen_s, flush=False)
             except (TimeoutError, RuntimeError) as error:  # it vanished again: keep looking
                 log.debug("could not open %s: %s", streams[0].name(), error)
+                continue
+            try:
+                rows = _montage_rows(inlet, info, self.montage)
+            except BciError as error:
+                passed_over.add(info.uid())
+                found.put(str(error))
+                continue
+            found.put((inlet, info, rows))
+            return
 
     def _adopt_found_stream(self) -> None:
         if self._search is None or self._search[1].empty():
             return
-        inlet, info = self._search[1].get()
+        found = self._search[1].get()
+        if isinstance(found, str):  # the search goes on
+            self._emit("mismatched", problem=found, action="waiting for a stream that fits")
+            return
+        inlet, info, rows = found
         self._stop_search()
-        rows = _montage_rows(inlet, info, self.montage)  # it may return with other channels
         if self._inlet is not None:
             self._inlet.close_stream()
         self._inlet, self._info, self._rows = inlet, info, rows
@@ -382,13 +350,13 @@ class EegInput:
     def dropped_fraction_at(self, end: int, seconds: float) -> float:
         """Missing / expected samples in the `seconds` of stream time ending at received sample
         number `end` (the grid slots of that time, or since the first sample if fewer)."""
-        rate = self.montage.sample_rate
-        slots = min(round(seconds * rate), self._ring.capacity)
-        stamps, _ = self._ring.ending_at(end, slots)
-        if len(stamps) == 0:
+        slots = min(round(seconds * self.montage.sample_rate), self._ring.capacity)
+        indices = self._ring.indices_ending_at(end, slots)
+        if len(indices) == 0:
             return 0.0
-        slots = min(slots, round((stamps[-1] - stamps[0]) * rate) + 1)
-        inside = np.count_nonzero(stamps > stamps[-1] - (slots - 0.5) / rate)
+        # Grid indices strictly increase, so the fraction is within [0, 1] whatever the stamps.
+        slots = min(slots, int(indices[-1] - indices[0]) + 1)
+        inside = np.count_nonzero(indices > indices[-1] - slots)
         return (slots - int(inside)) / slots
 
     def close(self) -> None:

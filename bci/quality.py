@@ -14,6 +14,8 @@ Each check targets one way prefrontal dry-electrode EEG goes wrong:
   the beta band (arousal) and, through spectral leakage, into alpha.
 - drops: a window with many lost samples (Bluetooth drops) was stitched together and its
   spectrum is not trustworthy.
+- non_finite: a NaN or Inf sample (a sender's glitch) would make every feature NaN; such a
+  window is gated without the other checks, and the stream goes on.
 
 Every channel in the window is checked and any one of them gates the window, so pass only
 the channels the features use if the others (e.g. Muse's TP9/TP10) must not veto it.
@@ -64,10 +66,12 @@ class GateFlags:
     blink: bool
     emg: bool
     drops: bool
+    non_finite: bool
 
     @property
     def gated(self) -> bool:
-        return self.flatline or self.peak_to_peak or self.blink or self.emg or self.drops
+        checks = (self.flatline, self.peak_to_peak, self.blink, self.emg, self.drops)
+        return any(checks) or self.non_finite
 
     def as_dict(self) -> dict[str, bool]:
         return {**asdict(self), "gated": self.gated}
@@ -99,10 +103,11 @@ def check_window(
         raise ValueError(
             f"window of {window.shape[1]} samples is shorter than {MIN_WINDOW_S} s at {rate:g} Hz"
         )
-    if not np.all(np.isfinite(window)):
-        raise ValueError("window contains NaN or Inf samples")
     if not 0.0 <= dropped_fraction <= 1.0:
         raise ValueError(f"dropped_fraction must be in [0, 1], got {dropped_fraction}")
+    drops = dropped_fraction > config.max_drop_rate
+    if not np.all(np.isfinite(window)):  # no spectrum, no amplitude: nothing else to judge
+        return GateFlags(False, False, False, False, drops, non_finite=True)
 
     peak_to_peak = np.ptp(window, axis=1)  # [channels]
     freqs, psd = welch_psd(window, rate, GATE_SEGMENT_S)  # [channels, F]
@@ -114,5 +119,6 @@ def check_window(
         peak_to_peak=bool(np.any(peak_to_peak > config.max_peak_to_peak_uv)),
         blink=bool(np.any(blink > config.blink_ratio)),
         emg=bool(np.any(emg > config.emg_ratio)),
-        drops=dropped_fraction > config.max_drop_rate,
+        drops=drops,
+        non_finite=False,
     )

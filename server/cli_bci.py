@@ -68,8 +68,9 @@ def run(
     signal.signal(signal.SIGTERM, lambda *_: session.stop())
     summary = session.run()
     typer.echo(
-        f"{summary.windows} windows ({summary.gated} gated), {summary.midi_messages} MIDI "
-        f"messages, {summary.dropped} samples dropped, {summary.reconnects} reconnects"
+        f"{summary.windows} windows ({summary.gated} gated, {summary.non_finite} of them for "
+        f"NaN/Inf), {summary.midi_messages} MIDI messages, {summary.dropped} samples dropped, "
+        f"{summary.jumps} clock jumps taken out, {summary.reconnects} reconnects"
     )
 
 

@@ -1,14 +1,15 @@
 """The whole BCMI loop with real LSL (the simulator's outlet) and real JACK MIDI: valence
-follows scripted asymmetry flips, artefacts are gated, a killed stream is survived, and bad
-input is one line."""
+follows scripted asymmetry flips, artefacts are gated, a killed stream is survived, jittered
+or stepping stamps and a NaN sample are survived by `bci run`, and bad input is one line."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from bci.mapping import MODE_INTERVALS, MODES
 from bci.session_run import BciOutputs, BciSession
 from bci.simulate import AsymmetryStep, Event, Schedule, Simulator, SimulatorConfig
 from engine.jackd import JackServer
+from tests.bci_probe import StampedOutlet, input_events, read_jsonl, wait_until, windows
 from tests.helpers import BANDMATE
 
 
@@ -165,7 +167,7 @@ def test_no_stream_is_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_missing_labels_wrong_rate_and_nan_are_one_line(tmp_path: Path) -> None:
+def test_missing_labels_and_a_wrong_rate_are_one_line(tmp_path: Path) -> None:
     name = unique("eeg")
     info = pylsl.StreamInfo(name, "EEG", 2, 256.0, "float32", name)
     channels = info.desc().append_child("channels")
@@ -178,20 +180,125 @@ def test_missing_labels_wrong_rate_and_nan_are_one_line(tmp_path: Path) -> None:
     montage.write_text("left: F3\nright: F4\nsample_rate: 128\n")
     done = bci_run("--stream", name, "--montage", str(montage))
     assert done.returncode == 2 and "256" in done.stderr and "128" in done.stderr
-    montage.write_text("left: F3\nright: F4\nsample_rate: 256\n")
-    stop = threading.Event()
-
-    def push_nan() -> None:
-        while not stop.is_set():
-            outlet.push_chunk(np.full((8, 2), np.nan, np.float32).tolist())
-            time.sleep(1 / 32)
-
-    pusher = threading.Thread(target=push_nan, daemon=True)
-    pusher.start()
-    try:
-        done = bci_run("--stream", name, "--montage", str(montage))
-    finally:
-        stop.set()
-        pusher.join()
-    assert done.returncode == 2 and "NaN" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+    del outlet
+
+
+# --- bad stamps and values, through `bci run` (tests/bci_probe.py's outlet) ----------------
+
+
+class BciRun:
+    """A `bandmate bci run` process reading `outlet` (2 s baseline, silent), logging to
+    `log`; `stop()` ends it with Ctrl-C, as a user would."""
+
+    def __init__(self, outlet: StampedOutlet, log: Path):
+        self.log = log
+        command = [BANDMATE, "bci", "run", "--no-outlets", "--no-synth", "--stream", outlet.name,
+                   "--baseline", "2", "--log", str(log)]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.log)
+
+    def wait_for(self, condition: Callable[[list[dict[str, Any]]], bool], what: str) -> None:
+        """Until `condition(records)`; fails at once, with its stderr, if the process ends."""
+
+        def met() -> bool:
+            if self.process.poll() is not None:
+                stderr = self.process.stderr.read() if self.process.stderr else ""
+                raise AssertionError(f"bci run ended (exit {self.process.returncode}): {stderr}")
+            return condition(self.records())
+
+        wait_until(met, 60.0, what)
+
+    def stop(self) -> tuple[int, str, str]:
+        self.process.send_signal(signal.SIGINT)
+        stdout, stderr = self.process.communicate(timeout=30)
+        return self.process.returncode, stdout, stderr
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def after(records: list[dict[str, Any]], lsl_time: float) -> list[dict[str, Any]]:
+    """Feedback windows whose last sample is later than `lsl_time`."""
+    return [w for w in windows(records, "feedback") if w["lsl_time"] > lsl_time]
+
+
+def test_bci_run_takes_chunk_stamps_jittered_by_3_ms_as_jitter_not_as_drops(
+    tmp_path: Path,
+) -> None:
+    # A Bluetooth bridge that stamps on arrival: whole chunks move by up to +-3 ms, under one
+    # sample period (3.9 ms). It used to count false gaps and crash after 2 s.
+    outlet = StampedOutlet(jitter_s=0.003)
+    outlet.start()
+    run = BciRun(outlet, tmp_path / "run.jsonl")
+    try:
+        run.wait_for(lambda r: len(windows(r, "feedback")) >= 16, "4 s of feedback windows")
+        code, stdout, stderr = run.stop()
+    finally:
+        run.kill()
+        outlet.stop()
+    assert code == 0, stderr
+    records = run.records()
+    assert input_events(records, "dropped") == []
+    assert not any(w["gate"]["drops"] for w in windows(records))
+    assert "0 samples dropped" in stdout
+
+
+def test_bci_run_takes_a_5_s_step_back_of_the_stamps_out_and_logs_it(tmp_path: Path) -> None:
+    outlet = StampedOutlet()
+    outlet.start()
+    run = BciRun(outlet, tmp_path / "run.jsonl")
+    try:
+        run.wait_for(lambda r: len(windows(r, "feedback")) >= 4, "feedback windows")
+        outlet.step_clock(-5.0)
+        run.wait_for(
+            lambda r: any(len(after(r, e["at"])) >= 12 for e in input_events(r, "jumped")),
+            "3 s of windows after the step",
+        )
+        code, stdout, stderr = run.stop()
+    finally:
+        run.kill()
+        outlet.stop()
+    assert code == 0, stderr
+    records = run.records()
+    [jumped] = input_events(records, "jumped")
+    assert jumped["by_s"] == pytest.approx(-5.0, abs=1e-3)
+    # The samples kept coming at 256 Hz: the windows' timeline runs on, with nothing dropped.
+    times = [w["lsl_time"] for w in windows(records)]
+    assert np.all(np.diff(times) == pytest.approx(0.25, abs=0.01))
+    assert input_events(records, "dropped") == []
+    assert "1 clock jumps taken out" in stdout
+
+
+def test_bci_run_gates_the_windows_holding_a_nan_sample_and_plays_on(tmp_path: Path) -> None:
+    outlet = StampedOutlet()
+    outlet.start()
+    run = BciRun(outlet, tmp_path / "run.jsonl")
+    try:
+        run.wait_for(lambda r: len(windows(r, "feedback")) >= 4, "feedback windows")
+        outlet.send_nan()
+        run.wait_for(
+            lambda r: any(len(after(r, e["at"])) >= 12 for e in input_events(r, "non_finite")),
+            "3 s of windows after the NaN",
+        )
+        code, stdout, stderr = run.stop()
+    finally:
+        run.kill()
+        outlet.stop()
+    assert code == 0, stderr
+    records = run.records()
+    [event] = input_events(records, "non_finite")
+    assert event["channel"] == "AF7"
+    # A 2 s window every 0.25 s: 8 windows hold the sample, each gated; the ones after are not.
+    holding = [w for w in windows(records) if w["gate"]["non_finite"]]
+    assert len(holding) == 8 and all(w["gate"]["gated"] for w in holding)
+    later = after(records, holding[-1]["lsl_time"])
+    assert later and not any(w["gate"]["gated"] for w in later)
+    assert [r for r in records if r["type"] == "midi" and r["sent"] > event["lsl_clock"]]
+    assert "8 of them for NaN/Inf" in stdout

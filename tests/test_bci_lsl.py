@@ -16,16 +16,11 @@ import pylsl
 import pytest
 from scipy.signal import welch
 
+from bci.eeg_ring import EegRing
 from bci.errors import BciError
-from bci.lsl_input import (
-    EegInput,
-    EegRing,
-    NominalGrid,
-    StreamQuery,
-    channel_labels,
-    resolve_stream,
-)
+from bci.lsl_input import EegInput, StreamQuery, channel_labels, resolve_stream
 from bci.montage import MUSE, MUSE_MASTOID, Montage, load_montage
+from bci.sample_grid import NominalGrid
 from bci.simulate import (
     AsymmetryStep,
     Event,
@@ -164,19 +159,58 @@ def test_a_wrong_nominal_rate_names_both_rates() -> None:
     del outlet
 
 
-def test_a_nan_on_a_montage_channel_is_refused_naming_the_channel() -> None:
+def test_a_nan_on_a_montage_channel_is_counted_and_reported_once_naming_the_channel() -> None:
     name = unique_name()
     outlet = labelled_outlet(name, ["AF7", "AF8", "AUX"])
-    eeg = EegInput(StreamQuery(name=name, timeout_s=2.0), MUSE)
+    events: list[tuple[str, dict[str, object]]] = []
+    eeg = EegInput(StreamQuery(name=name, timeout_s=2.0), MUSE,
+                   events=lambda kind, fields: events.append((kind, fields)))  # fmt: skip
     chunk = np.ones((8, 3), dtype=np.float32)
     chunk[:, 2] = np.nan  # a channel the montage does not use is not our business
     outlet.push_chunk(chunk)
     assert poll_for(eeg, 1.0, lambda: eeg.stats.received == 8)
-    chunk[5, 1] = np.nan
+    assert eeg.stats.non_finite == 0
+    chunk[5:, 1] = np.nan  # a run of 3 NaN over two chunks: one report
     outlet.push_chunk(chunk)
-    with pytest.raises(BciError, match=r"NaN.* on channel AF8"):
-        poll_for(eeg, 1.0)
+    chunk[:, 1] = 1.0
+    chunk[0, 1] = np.nan
+    outlet.push_chunk(chunk)
+    assert poll_for(eeg, 1.0, lambda: eeg.stats.received == 24)
+    assert eeg.stats.non_finite == 4
+    reported = [fields for kind, fields in events if kind == "non_finite"]
+    assert [fields["channel"] for fields in reported] == ["AF8"]
+    window = eeg.window(24 / RATE)
+    assert window is not None and np.isnan(window[2][13:17]).all()  # kept, for the gate
     eeg.close()
+
+
+@pytest.mark.parametrize(
+    ("labels", "rate", "problem"),
+    [(["F3", "F4"], RATE, "no channel AF7, AF8"), (["AF7", "AF8"], 128.0, "runs at 128 Hz")],
+)
+def test_a_stream_that_returns_unfit_is_reported_and_passed_over_until_a_fit_one_comes(
+    labels: list[str], rate: float, problem: str
+) -> None:
+    name = unique_name()  # also each outlet's source_id: every one is "the same stream"
+    outlet = labelled_outlet(name, ["AF7", "AF8"])
+    events: list[tuple[str, dict[str, object]]] = []
+    eeg = EegInput(StreamQuery(name=name, timeout_s=2.0), MUSE, loss_timeout_s=0.3,
+                   events=lambda kind, fields: events.append((kind, fields)))  # fmt: skip
+    del outlet
+    assert poll_for(eeg, 3.0, lambda: not eeg.connected)
+    unfit = labelled_outlet(name, labels, rate)
+    assert poll_for(eeg, 5.0, lambda: any(kind == "mismatched" for kind, _ in events))
+    [mismatched] = [fields for kind, fields in events if kind == "mismatched"]
+    assert problem in str(mismatched["problem"])
+    poll_for(eeg, 1.5)  # the unfit one stays passed over, and is not reported again
+    assert not eeg.connected and [kind for kind, _ in events].count("mismatched") == 1
+    fit = labelled_outlet(name, ["AF7", "AF8"])
+    assert poll_for(eeg, 5.0, lambda: eeg.connected)
+    fit.push_chunk(np.ones((8, 2), dtype=np.float32))
+    assert poll_for(eeg, 1.0, lambda: eeg.stats.received == 8)
+    assert eeg.stats.reconnects == 1
+    eeg.close()
+    del unfit, fit
 
 
 # --- gaps and loss -------------------------------------------------------------------------
@@ -234,16 +268,46 @@ def test_the_grid_counts_gaps_exactly_under_jitter_and_drift() -> None:
     rng = np.random.default_rng(0)
     true_rate = RATE * 1.005  # a device a little fast: no false gaps
     indices = np.delete(np.arange(5000), np.s_[1000:1037])  # 37 missing
-    # Consecutive intervals stay under the 1.5-period rule: jitter of +-0.2 periods.
+    # Per-sample jitter of +-0.2 periods: small enough that the gap is counted exactly.
     stamps = 100.0 + indices / true_rate + rng.uniform(-0.2, 0.2, len(indices)) / RATE
     grid = NominalGrid(RATE)
     placed = [grid.place(chunk) for chunk in np.array_split(stamps, 400)]
-    assert sum(missing for _, missing in placed) == 37
-    spacing = np.diff(np.concatenate([dejittered for dejittered, _ in placed])) * RATE
+    assert sum(p.missing for p in placed) == 37
+    spacing = np.diff(np.concatenate([p.stamps for p in placed])) * RATE
     # Raw stamps wander by +-0.2 periods; placed ones only step a little where the offset
     # follows the drift between chunks.
     assert np.abs(np.delete(spacing, 999) - 1).max() < 0.1
     assert spacing[999] == pytest.approx(38, abs=0.1)
+
+
+def test_the_grid_takes_chunks_jittered_by_3_ms_as_jitter_and_counts_a_real_gap() -> None:
+    # A bridge stamping chunks of 8 on arrival moves each by up to +-3 ms (0.77 periods), so
+    # consecutive stamps can be 2.5 periods apart, or 0.5 periods back, with nothing missing.
+    rng = np.random.default_rng(1)
+    indices = np.delete(np.arange(4000), np.s_[2000:2012])  # a lost 12-sample packet
+    chunks = np.array_split(100.0 + indices / RATE, len(indices) // 8)
+    grid = NominalGrid(RATE)
+    placed = [grid.place(chunk + rng.uniform(-0.003, 0.003)) for chunk in chunks]
+    assert sum(p.missing for p in placed) == pytest.approx(12, abs=1)
+    assert not any(p.jumps for p in placed)
+    assert np.all(np.diff(np.concatenate([p.indices for p in placed])) >= 1)
+
+
+def test_the_grid_takes_a_step_of_the_senders_clock_out_either_way() -> None:
+    grid = NominalGrid(RATE)
+    stamps = 100.0 + np.arange(512) / RATE
+    first = grid.place(stamps[:256], waited_s=0.03)
+    back = grid.place(stamps[256:] - 5.0, waited_s=0.03)  # a step back
+    [jump] = back.jumps
+    assert jump.by_s == pytest.approx(-5.0) and back.missing == 0
+    # Forward, further than the 30 ms since the last chunk: not samples lost, the clock.
+    forward = grid.place(100.0 + 60.0 + np.arange(512, 768) / RATE, waited_s=0.03)
+    assert forward.jumps[0].by_s == pytest.approx(65.0) and forward.missing == 0
+    placed = np.concatenate([first.stamps, back.stamps, forward.stamps])
+    np.testing.assert_allclose(np.diff(placed) * RATE, 1.0, atol=1e-6)
+    # The same step after a 61 s silence is a gap: those samples went missing.
+    silent = grid.place(100.0 + 60.0 + 60.0 + np.arange(768, 800) / RATE, waited_s=61.0)
+    assert not silent.jumps and silent.missing == round(60.0 * RATE)
 
 
 def test_the_ring_returns_the_newest_samples_in_order_across_the_wrap() -> None:
@@ -251,10 +315,11 @@ def test_the_ring_returns_the_newest_samples_in_order_across_the_wrap() -> None:
     assert ring.latest(3)[0].shape == (0,)
     for start, n in ((0, 3), (3, 4), (7, 12)):
         stamps = np.arange(start, start + n, dtype=float)
-        ring.write(stamps, np.stack([stamps, -stamps]))
+        ring.write(stamps, np.stack([stamps, -stamps]), 2 * np.arange(start, start + n))
     stamps, samples = ring.latest(10)
     np.testing.assert_array_equal(stamps, [14, 15, 16, 17, 18])
     np.testing.assert_array_equal(samples, [[14, 15, 16, 17, 18], [-14, -15, -16, -17, -18]])
+    np.testing.assert_array_equal(ring.indices_ending_at(18, 2), [32, 34])
     assert ring.total == 19
 
 

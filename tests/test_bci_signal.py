@@ -162,11 +162,15 @@ def test_dropped_samples_are_flagged_drops() -> None:
     }
 
 
-def test_the_gate_refuses_nan_and_short_windows() -> None:
-    window = clean_window()
-    window[0, 10] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        check_window(window, RATE, 0.0, GateConfig())
+def test_a_window_holding_a_nan_or_inf_is_gated_non_finite() -> None:
+    for value in (np.nan, np.inf):
+        window = clean_window()
+        window[0, 10] = value
+        flags = check_window(window, RATE, 0.0, GateConfig())
+        assert raised_flags(flags) == {"non_finite", "gated"}
+
+
+def test_the_gate_refuses_short_windows() -> None:
     with pytest.raises(ValueError, match=r"shorter than 0\.5 s"):
         check_window(clean_window()[:, : int(0.4 * RATE)], RATE, 0.0, GateConfig())
 
