@@ -16,9 +16,10 @@ export, through mne-bids, writes:
   participant, so with a session label the covariates also go to `sub-X_sessions.tsv`,
   which keeps every session's values;
 - under `sourcedata/sub-X[/ses-Y]/eeg/` (the validator ignores sourcedata; BIDS reserves it
-  for the data before conversion): the loop's log and the markers as JSON lines, every LSL
-  stamp as .npy (the BrainVision file has only the nominal grid), the session manifest and
-  any extra files (protocol, config). Nothing the recorder held is dropped by the export.
+  for the data before conversion): the markers as JSON lines, every LSL stamp as .npy (the
+  BrainVision file has only the nominal grid), the session manifest and any extra files
+  (protocol, config, the BCMI loop's log `bcmi_loop.jsonl` from `session run`). Nothing the
+  recorder held is dropped by the export.
 
 Acceptance: `bids-validator` is not part of this project's environment, so the tests take
 `read_back` (mne_bids.read_raw_bids) matching the recording as the check that the dataset is
@@ -216,9 +217,8 @@ def _write_sourcedata(
     extra_files: list[Path],
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for name, records in (("loop", recorded.log), ("markers", recorded.markers)):
-        lines = (json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        (folder / f"{base}_desc-{name}_log.jsonl").write_text("".join(lines))
+    lines = (json.dumps(r, separators=(",", ":")) + "\n" for r in recorded.markers)
+    (folder / f"{base}_desc-markers_log.jsonl").write_text("".join(lines))
     np.save(folder / f"{base}_desc-lsl_timestamps.npy", recorded.timestamps)
     (folder / f"{base}_desc-manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     for path in extra_files:

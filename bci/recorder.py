@@ -1,4 +1,4 @@
-"""Crash-safe raw recording of a session: EEG, markers and the loop's log, appended as they come.
+"""Crash-safe raw recording of a session: EEG and markers, appended as they come.
 
 An experimenter expects a session to survive the software: if the process is killed (even
 `kill -9`), what is in the session folder must be readable and miss at most the last second.
@@ -11,7 +11,6 @@ Layout of a session folder (all append-only, little-endian, one clock: `pylsl.lo
 - `eeg_samples.f32`: one record of `channels` float32 per sample (sample-major), so a record
   is a fixed size and the n-th record of both files is the n-th sample.
 - `markers.jsonl`: typed events `{"kind", "lsl_time", ...fields}`, one JSON object per line.
-- `loop.jsonl`: any other records (the BCMI loop's windows, MIDI messages), one per line.
 - `closed.json`: written by `close()` with the counts, so a reader can tell a clean end from a
   cut one.
 
@@ -21,7 +20,13 @@ array with float32 samples without a packed struct, and two plain arrays can be 
 different lengths (one written, the other not yet); the reader keeps the shorter, which is
 always a prefix of what was written to both, and drops a torn last record.
 
-Writing and flushing. Callers (the loop, the MIDI thread, the runner) only serialise their
+The BCMI loop's log (windows, input events, MIDI) is not ours: the session runner gives the
+loop its own JSON-lines log, `bcmi_loop.jsonl` in the same folder, the format `bci run --log`
+writes and `bench bci` reads. Each line reaches the OS as it is written, and a failed write
+stops that log, not the music. (Earlier versions also created a `loop.jsonl` here that
+nothing wrote to; overwriting a session removes it.)
+
+Writing and flushing. Callers (the EEG thread, the runner) only serialise their
 data and append bytes to an in-memory list under a lock: nothing on their path touches the
 disk. A flusher thread hands the pending bytes to the OS every `flush_interval_s` (0.5 s by
 default, leaving margin under the 1 s promise) with plain unbuffered `os.write`s of whole
@@ -59,9 +64,9 @@ HEADER_FILE = "eeg.json"
 TIMESTAMPS_FILE = "eeg_timestamps.f64"
 SAMPLES_FILE = "eeg_samples.f32"
 MARKERS_FILE = "markers.jsonl"
-LOG_FILE = "loop.jsonl"
 CLOSED_FILE = "closed.json"
-SESSION_FILES = (HEADER_FILE, TIMESTAMPS_FILE, SAMPLES_FILE, MARKERS_FILE, LOG_FILE, CLOSED_FILE)
+SESSION_FILES = (HEADER_FILE, TIMESTAMPS_FILE, SAMPLES_FILE, MARKERS_FILE, CLOSED_FILE)
+LEGACY_FILES = ("loop.jsonl",)  # always empty: removed with the session files they came with
 TIMESTAMP_DTYPE = np.dtype("<f8")
 SAMPLE_DTYPE = np.dtype("<f4")
 
@@ -105,14 +110,13 @@ class _Pending:
     timestamps: list[bytes] = field(default_factory=list)
     samples: list[bytes] = field(default_factory=list)
     markers: list[bytes] = field(default_factory=list)
-    log: list[bytes] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.timestamps or self.markers or self.log)
+        return not (self.timestamps or self.markers)
 
 
 class SessionRecorder:
-    """Appends a session's EEG, markers and log records to `folder`; see the module docstring.
+    """Appends a session's EEG and markers to `folder`; see the module docstring.
     Thread-safe. Use as a context manager, or call `close()`: the last half second of data is
     written by it."""
 
@@ -153,14 +157,14 @@ class SessionRecorder:
                 "started_unix": time.time(),  # wall time, for people; stamps are LSL's
             },
         )
-        names = (TIMESTAMPS_FILE, SAMPLES_FILE, MARKERS_FILE, LOG_FILE)
+        names = (TIMESTAMPS_FILE, SAMPLES_FILE, MARKERS_FILE)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._descriptors = [os.open(folder / name, flags, 0o644) for name in names]
         _sync_folder(folder)
         self._pending = _Pending()
         self._pending_lock = threading.Lock()  # callers <-> flusher hand-over
         self._io_lock = threading.Lock()  # one flush at a time (flusher thread or close)
-        self._counts = {"samples": 0, "markers": 0, "log_records": 0}
+        self._counts = {"samples": 0, "markers": 0}
         self._failure: BaseException | None = None
         self.failed = threading.Event()  # set when the disk refused a write
         self._closed = False
@@ -182,8 +186,8 @@ class SessionRecorder:
                 f"{folder} already holds a recorded session ({', '.join(existing)}); "
                 "choose another folder, or overwrite it on purpose"
             )
-        for name in existing:  # only our own files: anything else in the folder stays
-            (folder / name).unlink()
+        for name in existing + [n for n in LEGACY_FILES if (folder / n).exists()]:
+            (folder / name).unlink()  # only our own files: anything else in the folder stays
 
     def __enter__(self) -> SessionRecorder:
         return self
@@ -228,16 +232,6 @@ class SessionRecorder:
             self._pending.markers.append(line)
             self._counts["markers"] += 1
 
-    def log(self, record: dict[str, Any]) -> None:
-        """One JSON-lines record for `loop.jsonl` (windows, MIDI messages, input events)."""
-        line = _json_line(record)
-        with self._pending_lock:
-            self._check_open()
-            self._pending.log.append(line)
-            self._counts["log_records"] += 1
-
-    write = log  # the same call as bci.loop.JsonlLog.write, so either can take the loop's log
-
     def flush(self) -> None:
         """Hand everything pending to the OS now (and fsync it if `sync_to_disk`)."""
         with self._io_lock:
@@ -247,7 +241,7 @@ class SessionRecorder:
                 return
             # Stamps before samples: a kill between the two leaves the samples file the
             # shorter one, and the reader keeps only records present in both.
-            batches = (pending.timestamps, pending.samples, pending.markers, pending.log)
+            batches = (pending.timestamps, pending.samples, pending.markers)
             for descriptor, chunks in zip(self._descriptors, batches, strict=True):
                 if chunks:
                     _write_all(descriptor, b"".join(chunks))
@@ -308,7 +302,6 @@ class RecordedSession:
     rate: float
     units: str
     markers: list[dict[str, Any]]
-    log: list[dict[str, Any]]
     complete: bool  # closed cleanly; False after a crash or while still recording
     repairs: tuple[str, ...] = ()  # what the reader had to tolerate, in words
     started_unix: float | None = None  # wall clock when recording began, for people
@@ -392,7 +385,6 @@ def read_session(folder: Path) -> RecordedSession:
         rate=float(header["rate"]),
         units=str(header["units"]),
         markers=_read_jsonl(folder / MARKERS_FILE, repairs),
-        log=_read_jsonl(folder / LOG_FILE, repairs),
         complete=(folder / CLOSED_FILE).exists(),
         repairs=tuple(repairs),
         started_unix=header.get("started_unix"),

@@ -63,13 +63,9 @@ def test_read_session_returns_exactly_what_was_written(tmp_path: Path) -> None:
         {"kind": "block_start", "lsl_time": 1000.5, "block": 1, "condition": "happy"},
         {"kind": "rating", "lsl_time": 1003.25, "valence": 0.75, "scale": [1, 9]},
     ]
-    logs = [
-        {"type": "window", "valence": 0.1 * i, "flags": {"blink": i % 2 == 0}} for i in range(5)
-    ]
     with SessionRecorder(tmp_path / "s", LABELS, RATE) as recorder:
-        for (stamps, samples), entry in zip(chunks, logs * 3, strict=False):
+        for stamps, samples in chunks:
             recorder.write_eeg(stamps, samples)
-            recorder.log(entry)
         for marker in markers:
             fields = {k: v for k, v in marker.items() if k not in ("kind", "lsl_time")}
             recorder.marker(str(marker["kind"]), float(marker["lsl_time"]), **fields)
@@ -80,7 +76,6 @@ def test_read_session_returns_exactly_what_was_written(tmp_path: Path) -> None:
     assert session.labels == tuple(LABELS) and session.rate == RATE
     assert session.units == "microvolts"
     assert session.markers == markers
-    assert session.log == (logs * 3)[: len(chunks)]
     assert session.complete and session.repairs == ()
 
 
@@ -125,17 +120,17 @@ def test_concurrent_writers_lose_and_interleave_nothing(tmp_path: Path) -> None:
 
         def write(thread: int) -> None:
             for i in range(400):
-                recorder.log({"thread": thread, "i": i, "text": "x" * (i % 50)})
+                recorder.marker("note", float(i), thread=thread, i=i, text="x" * (i % 50))
 
         writers = [threading.Thread(target=write, args=(t,)) for t in range(4)]
         for writer in writers:
             writer.start()
         for writer in writers:
             writer.join()
-    log = read_session(tmp_path / "s").log
-    assert len(log) == 1600
+    markers = read_session(tmp_path / "s").markers
+    assert len(markers) == 1600
     for thread in range(4):
-        assert [r["i"] for r in log if r["thread"] == thread] == list(range(400))
+        assert [m["i"] for m in markers if m["thread"] == thread] == list(range(400))
 
 
 def test_refuses_a_folder_that_holds_a_session(tmp_path: Path) -> None:
@@ -238,7 +233,7 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
 
 @pytest.fixture
 def recorded_session(tmp_path: Path) -> RecordedSession:
-    """Three seconds of simulated Muse EEG with a 0.25 s dropout, three markers and a log."""
+    """Three seconds of simulated Muse EEG with a 0.25 s dropout and three markers."""
     config = SimulatorConfig()
     samples = synthesize(config, Schedule(), 0, 768).astype(np.float32)
     stamps = 500.0 + np.arange(768) / RATE
@@ -248,7 +243,6 @@ def recorded_session(tmp_path: Path) -> RecordedSession:
         recorder.marker("block_start", 500.5, block=1, duration_s=1.5)
         recorder.marker("rating", stamps[400], valence=7.0)
         recorder.marker("session_end", 600.0)  # after the EEG: cannot be placed in events.tsv
-        recorder.log({"type": "window", "valence": 0.3})
     return read_session(tmp_path / "session")
 
 
@@ -287,8 +281,8 @@ def test_bids_export_reads_back_as_recorded(
     copied = json.loads((source / "sub-01_task-bcmi_desc-manifest.json").read_text())
     assert copied["config_sha256"] == manifest["config_sha256"]
     assert copied["recording"]["markers_outside_eeg"] == 1
-    log = (source / "sub-01_task-bcmi_desc-loop_log.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in log] == recorded_session.log
+    log = (source / "sub-01_task-bcmi_desc-markers_log.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in log] == recorded_session.markers
     np.testing.assert_array_equal(
         np.load(source / "sub-01_task-bcmi_desc-lsl_timestamps.npy"), recorded_session.timestamps
     )
