@@ -10,6 +10,7 @@ Outputs, all on LSL's clock so one recorder (e.g. LabRecorder) captures everythi
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,12 @@ class BciSession:
     def run(self) -> RunSummary:
         try:
             summary = self.loop.run()
+        except Exception as error:
+            # Whoever reports it gives one line; the log keeps the traceback for the developer.
+            self.log.write({"type": "error", "lsl_clock": pylsl.local_clock(),
+                            "error": f"{type(error).__name__}: {error}",
+                            "traceback": traceback.format_exc()})  # fmt: skip
+            raise
         finally:
             self.player.stop()
             self.sink.close()

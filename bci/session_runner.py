@@ -10,12 +10,19 @@ What runs, all on LSL's clock:
 - per block, the music condition: "feedback" (the EEG drives it), "sham" (a seeded random
   walk drives it, so it sounds alike but ignores the EEG) or "silent" (note-ons dropped).
 At the end the session is exported as BIDS (bci/bids_export.py) next to the raw folder.
+
+A session that ends early is exported too, as far as it went, then says why in one line
+(`SessionStopped`): Ctrl-C or SIGTERM (`SessionInterrupted`), or the BCMI loop dying, which
+ends the session at once rather than running the remaining blocks without music. The one
+exception is a recording the disk refused (full): its error is raised at once and nothing is
+exported, since nothing more can be written; the raw folder keeps what reached the disk.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +49,25 @@ from bci.recorder import SessionRecorder, read_session
 from bci.session_run import BciOutputs, BciSession, ServerControl
 
 TASK = "bcmi"  # the BIDS task label of every session (what `session analyze` reads)
+LOOP_LOG = "bcmi_loop.jsonl"  # the BCMI loop's JSON-lines log, in the session folder
+WAKE_S = 0.1  # how soon a block notices that the recording failed or the loop died
+
+
+class SessionStopped(BciError):
+    """The session ended before its protocol did; `exported` is what was recorded, as BIDS
+    (None if the export failed too)."""
+
+    def __init__(self, message: str, exported: Path | None):
+        super().__init__(message)
+        self.exported = exported
+
+
+class SessionInterrupted(SessionStopped):
+    """Ctrl-C or SIGTERM."""
+
+
+class _LoopDied(Exception):
+    """The BCMI loop's thread ended with an error: the session stops."""
 
 
 @dataclass(frozen=True)
@@ -159,10 +185,14 @@ class SessionRunner:
             f"bandmate-markers-{self.label}",
         )
         self.markers = pylsl.StreamOutlet(outlet_info)
+        if config.overwrite:  # the loop's log is opened for appending
+            (self.folder / LOOP_LOG).unlink(missing_ok=True)
         self.bcmi: BciSession | None = None
         self.bcmi_thread: threading.Thread | None = None
-        self.bcmi_error: BciError | None = None
+        self.bcmi_failure: Exception | None = None
+        self.bcmi_died = threading.Event()
         self.gate: MusicGate | None = None
+        self.current: PlannedBlock | None = None
         self.server = ServerControl(config.server_osc) if config.server_osc else None
 
     def marker(self, kind: str, **fields: object) -> None:
@@ -171,20 +201,61 @@ class SessionRunner:
         self.markers.push_sample([json.dumps({"kind": kind, **fields})], now)
 
     def run(self) -> Path:
+        """Every block, then the BIDS export: the EEG file written. Raises SessionStopped
+        after exporting a session that ended early (module docstring)."""
+        stopped: str | None = None
         try:
-            for planned in self.plan:
-                self._block(planned)
-            self.marker("session_end")
+            try:
+                for planned in self.plan:
+                    self.current = planned
+                    self._block(planned)
+            except KeyboardInterrupt:
+                stopped = "interrupted"
+            except _LoopDied:
+                stopped = "bcmi_loop_stopped"
+            if stopped is None:
+                self.marker("session_end")
+            else:
+                self.marker("session_stopped", reason=stopped)
         finally:
-            if self.server is not None:
-                self.server.instruction("")
-            if self.bcmi is not None and self.bcmi_thread is not None:
-                self.bcmi.stop()
-                self.bcmi_thread.join(timeout=5)
-            self.eeg.close()
-        if self.bcmi_error is not None:
-            raise self.bcmi_error
-        return self._export()
+            self._close()
+        if stopped is None and self.bcmi_failure is not None:  # it died as the session ended
+            stopped = "bcmi_loop_stopped"
+        if stopped is None:
+            return self._export()
+        raise self._stopped(stopped)
+
+    def _close(self) -> None:
+        if self.server is not None:
+            self.server.instruction("")
+        if self.bcmi is not None and self.bcmi_thread is not None:
+            self.bcmi.stop()
+            self.bcmi_thread.join(timeout=5)
+        self.eeg.close()
+
+    def _stopped(self, reason: str) -> SessionStopped:
+        """Export what was recorded; the error that says why the session stopped, and where."""
+        planned, where = self.current, ""
+        if planned is not None:
+            where = f" in block {planned.index + 1}/{len(self.plan)} ({planned.block.name})"
+        kind: type[SessionStopped]
+        if reason == "interrupted":
+            why, kind = "interrupted", SessionInterrupted
+        else:
+            why, kind = f"the BCMI loop stopped ({self._describe_failure()})", SessionStopped
+        try:
+            written = self._export()
+        except BciError as error:
+            kept = f"the recording is kept in {self.folder} but was not exported: {error}"
+            return kind(f"{why}{where}; {kept}", None)
+        kept = f"what was recorded is kept in {self.folder} and exported to {written}"
+        return kind(f"{why}{where}; {kept}", written)
+
+    def _describe_failure(self) -> str:
+        error = self.bcmi_failure
+        if isinstance(error, BciError):
+            return str(error)
+        return f"{type(error).__name__}: {error}; its traceback is in {LOOP_LOG}"
 
     def _block(self, planned: PlannedBlock) -> None:
         block = planned.block
@@ -208,9 +279,7 @@ class SessionRunner:
             "repetition": planned.repetition,
         }
         self.marker("block_start", duration_s=block.duration_s, **fields)
-        # A recording that fails (a full disk) ends the block at once: the marker below then
-        # raises the recorder's error, and the session stops keeping what reached the disk.
-        self.eeg.recorder.failed.wait(block.duration_s)
+        self._wait(block.duration_s)
         self.marker("block_end", **fields)
         if block.ratings:
             valence, arousal = self._rate("valence"), self._rate("arousal")
@@ -221,6 +290,17 @@ class SessionRunner:
                 arousal=arousal,
                 source=self.config.ratings,
             )
+
+    def _wait(self, seconds: float) -> None:
+        """The block's time, cut short by a failed recording (a full disk: the next marker
+        raises the recorder's error, and the session stops keeping what reached the disk) or
+        by the BCMI loop dying (_LoopDied)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.eeg.recorder.failed.wait(min(left, WAKE_S)):
+                return
+            if self.bcmi_died.is_set():
+                raise _LoopDied
 
     def _rate(self, dimension: str) -> int:
         if self.config.ratings == "auto":
@@ -242,7 +322,7 @@ class SessionRunner:
             server_osc=self.config.server_osc,
             midi_port=self.config.midi_port,
             outlets=True,
-            log_path=self.folder / "bcmi_loop.jsonl",
+            log_path=self.folder / LOOP_LOG,
             synth_driver=self.config.synth_driver,
         )
 
@@ -258,13 +338,14 @@ class SessionRunner:
         assert self.bcmi is not None
         try:
             self.bcmi.run()
-        except BciError as error:  # raised by run() once the loop has stopped
-            self.bcmi_error = error
+        except Exception as error:  # the session stops on it, in one line (run())
+            self.bcmi_failure = error
+            self.bcmi_died.set()
 
     def _export(self) -> Path:
         recorded = read_session(self.folder)
         manifest = build_manifest({"runner": repr(self.config)}, self.config.protocol)
-        extra = [self.config.protocol, self.folder / "bcmi_loop.jsonl"]
+        extra = [self.config.protocol, self.folder / LOOP_LOG]
         return export_bids(
             recorded,
             self.config.out / "bids",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -31,10 +32,16 @@ def run(
     ),
 ) -> None:
     """Run one participant through a protocol: instructions, markers, the BCMI loop, and a
-    recording that survives a crash, exported as BIDS at the end."""
+    recording that survives a crash, exported as BIDS at the end. Ctrl-C or SIGTERM stops
+    the session early, keeping and exporting what was recorded (exit 130)."""
     from bci.lsl_input import StreamQuery
     from bci.montage import MUSE, load_montage
-    from bci.session_runner import RunnerConfig, SessionRunner, parse_covariates
+    from bci.session_runner import (
+        RunnerConfig,
+        SessionInterrupted,
+        SessionRunner,
+        parse_covariates,
+    )
 
     if ratings not in ("prompt", "auto"):
         raise typer.BadParameter("ratings is prompt or auto")
@@ -45,7 +52,13 @@ def run(
         synth_driver=None if synth_driver == "none" else synth_driver, ratings=ratings,
         overwrite=overwrite, seed=seed, server_osc=server_osc,
     )  # fmt: skip
-    written = SessionRunner(config, show=typer.echo).run()
+    # SIGTERM (a scheduler, `kill`) ends the session as Ctrl-C does: exported, not lost.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        written = SessionRunner(config, show=typer.echo).run()
+    except SessionInterrupted as stopped:
+        typer.echo(f"stopped: {stopped}", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"session recorded in {config.out / 'raw'} and exported to {written}")
 
 

@@ -1,19 +1,26 @@
 """`bandmate session run` against the EEG simulator: blocks, markers, BIDS, and refusing to
-overwrite a participant's session."""
+overwrite a participant's session; a session survives bad stamps and a NaN, and one cut short
+(Ctrl-C, SIGTERM, the BCMI loop dying) exports what it recorded."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from bci.errors import BciError
+from bci.loop import WindowProcessor, WindowResult
 from bci.lsl_input import StreamQuery
-from bci.session_runner import RunnerConfig, SessionRunner, parse_covariates
+from bci.recorder import read_session
+from bci.session_runner import RunnerConfig, SessionRunner, SessionStopped, parse_covariates
 from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
-from tests.helpers import assert_valid_bids
+from tests.bci_probe import StampedOutlet, input_events, read_jsonl, wait_until, windows
+from tests.helpers import BANDMATE, assert_valid_bids
 
 PROTOCOL = """\
 name: short test
@@ -86,6 +93,9 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
     assert participants.loc[participants.participant_id == "sub-P02", "acting"].item() == 1
     log = tmp_path / "study" / "raw" / "sub-P02" / "bcmi_loop.jsonl"
     assert '"phase":"feedback"' in log.read_text()
+    assert not (log.parent / "loop.jsonl").exists()  # the loop's log is the one above
+    exported_log = tmp_path / "study" / "bids" / "sourcedata" / "sub-P02" / "eeg" / log.name
+    assert exported_log.read_text() == log.read_text()
     assert_valid_bids(tmp_path / "study" / "bids")
 
 
@@ -126,3 +136,171 @@ def test_kill_9_mid_session_leaves_a_readable_recording_missing_under_1_s(tmp_pa
     assert killed_at - last <= 1.0, f"the last {killed_at - last:.2f} s were lost"
     assert recorded.samples.shape[1] >= (last - first) * 256 - 1  # no holes before that
     assert [m["kind"] for m in recorded.markers][:1] == ["block_start"]
+
+
+# --- bad input and early ends ----------------------------------------------------------------
+
+TWO_BLOCKS = """\
+name: two blocks
+version: 1
+baseline_block: eyes_closed
+blocks:
+  - {name: eyes_closed, kind: baseline_eyes_closed, instruction: Close your eyes., duration_s: 4}
+  - {name: happy, kind: emotion, target_emotion: happy, instruction: Recall joy., duration_s: 8}
+sequence: [eyes_closed, happy]
+"""
+
+
+class SessionRun:
+    """A `bandmate session run` process of TWO_BLOCKS, participant P01, reading `outlet`."""
+
+    def __init__(self, outlet: StampedOutlet, tmp_path: Path):
+        protocol = tmp_path / "protocol.yaml"
+        protocol.write_text(TWO_BLOCKS)
+        self.study = tmp_path / "study"
+        self.folder = self.study / "raw" / "sub-P01"
+        command = [BANDMATE, "session", "run", str(protocol), "--participant", "P01",
+                   "--out", str(self.study), "--stream", outlet.name, "--ratings", "auto",
+                   "--synth-driver", "none"]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.folder / "bcmi_loop.jsonl")
+
+    def wait_for_feedback(self, count: int) -> None:
+        def met() -> bool:
+            assert self.process.poll() is None, "session run ended early"
+            return len(windows(self.records(), "feedback")) >= count
+
+        wait_until(met, 60.0, f"{count} feedback windows")
+
+    def finish(self) -> tuple[int, str, str]:
+        stdout, stderr = self.process.communicate(timeout=90)
+        return self.process.returncode, stdout, stderr
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def exported(self) -> Path:
+        return self.study / "bids" / "sub-P01" / "eeg" / "sub-P01_task-bcmi_eeg.vhdr"
+
+
+def midi_after(records: list[dict[str, Any]], lsl_clock: float) -> list[dict[str, Any]]:
+    return [r for r in records if r["type"] == "midi" and r["sent"] > lsl_clock + 1.0]
+
+
+def test_a_session_fed_jittered_stamps_and_a_clock_step_plays_feedback_to_the_end(
+    tmp_path: Path,
+) -> None:
+    outlet = StampedOutlet(jitter_s=0.003)
+    outlet.start()
+    run = SessionRun(outlet, tmp_path)
+    try:
+        run.wait_for_feedback(4)
+        outlet.step_clock(-5.0)
+        code, _, stderr = run.finish()
+    finally:
+        run.kill()
+        outlet.stop()
+    assert code == 0, stderr
+    records = run.records()
+    assert input_events(records, "dropped") == []
+    [jumped] = input_events(records, "jumped")
+    # The loop played on to the end of the block: feedback windows and notes after the step.
+    block_end = [m for m in read_session(run.folder).markers if m["kind"] == "block_end"][-1]
+    last = windows(records, "feedback")[-1]["lsl_time"]
+    assert block_end["lsl_time"] - last < 1.0 and last - jumped["lsl_clock"] > 3.0
+    assert midi_after(records, jumped["lsl_clock"])
+    assert run.exported().is_file()
+
+
+def test_a_session_with_a_nan_sample_plays_on_and_exports_bids(tmp_path: Path) -> None:
+    outlet = StampedOutlet()
+    outlet.start()
+    run = SessionRun(outlet, tmp_path)
+    try:
+        run.wait_for_feedback(4)
+        outlet.send_nan()
+        code, _, stderr = run.finish()
+    finally:
+        run.kill()
+        outlet.stop()
+    assert code == 0, stderr
+    records = run.records()
+    [event] = input_events(records, "non_finite")
+    holding = [w for w in windows(records) if w["gate"]["non_finite"]]
+    assert len(holding) == 8
+    later = [w for w in windows(records, "feedback") if w["lsl_time"] > holding[-1]["lsl_time"]]
+    assert len(later) >= 8 and not any(w["gate"]["gated"] for w in later)
+    assert midi_after(records, event["lsl_clock"])
+    assert run.exported().is_file()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_a_session_stopped_by_ctrl_c_or_sigterm_exports_what_it_recorded(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    outlet = StampedOutlet()
+    outlet.start()
+    run = SessionRun(outlet, tmp_path)
+    try:
+        run.wait_for_feedback(1)
+        run.process.send_signal(stop)
+        code, _, stderr = run.finish()
+    finally:
+        run.kill()
+        outlet.stop()
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith("stopped: interrupted in block 2/2 (happy); what was recorded")
+    assert last_line.endswith(f"exported to {run.exported()}")
+    recorded = read_session(run.folder)
+    assert recorded.complete
+    assert [m["kind"] for m in recorded.markers][-2:] == ["block_start", "session_stopped"]
+    assert run.exported().is_file()
+
+
+def test_a_dying_bcmi_loop_stops_the_session_in_one_line_and_exports_what_it_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process = WindowProcessor.process
+
+    def fail_after_the_baseline(self: WindowProcessor, *args: Any) -> WindowResult:
+        if not self.in_baseline:
+            raise RuntimeError("injected fault")
+        return process(self, *args)
+
+    monkeypatch.setattr(WindowProcessor, "process", fail_after_the_baseline)
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    name = f"sim-{uuid.uuid4().hex[:8]}"
+    simulator = Simulator(SimulatorConfig(name=name, source_id=name), Schedule())
+    simulator.start()
+    config = RunnerConfig(protocol, "P01", tmp_path / "study", query=StreamQuery(name=name),
+                          ratings="auto")  # fmt: skip
+    shown: list[str] = []
+    try:
+        with pytest.raises(SessionStopped) as stopped:
+            SessionRunner(config, show=shown.append).run()
+    finally:
+        simulator.stop()
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "the BCMI loop stopped (RuntimeError: injected fault; its traceback is in "
+        "bcmi_loop.jsonl) in block 2/5"
+    )
+    exported = stopped.value.exported
+    assert exported is not None and exported.is_file() and str(exported) in message
+    # It stopped at once: the remaining blocks did not run without music.
+    folder = tmp_path / "study" / "raw" / "sub-P01"
+    kinds = [m["kind"] for m in read_session(folder).markers]
+    assert kinds.count("block_start") == 2 and kinds[-1] == "session_stopped"
+    assert len(shown) == 2
+    [error] = [r for r in read_jsonl(folder / "bcmi_loop.jsonl") if r["type"] == "error"]
+    assert "injected fault" in error["traceback"]
