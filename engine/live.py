@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine import portaudio
 from engine.errors import EngineError
 from engine.ringbuffer import RingBuffer
 from engine.session import Session, check_rate
@@ -78,11 +79,10 @@ def list_devices() -> list[DeviceInfo]:
     """PortAudio's devices, rescanned so a JACK server started after import is seen."""
     import sounddevice as sd
 
-    from engine import portaudio
-
-    portaudio.rescan()
-    apis = sd.query_hostapis()
-    default_in, default_out = sd.default.device
+    with portaudio.scanned():  # no other thread may terminate PortAudio mid-query
+        apis = sd.query_hostapis()
+        default_in, default_out = sd.default.device
+        found = list(sd.query_devices())
     return [
         DeviceInfo(
             index=int(d["index"]),
@@ -94,7 +94,7 @@ def list_devices() -> list[DeviceInfo]:
             default_input=d["index"] == default_in,
             default_output=d["index"] == default_out,
         )
-        for d in sd.query_devices()
+        for d in found
     ]
 
 
@@ -306,6 +306,7 @@ class LiveEngine:
                 latency="low",
                 callback=self.callback,
             )
+            portaudio.stream_opened()
             in_latency, out_latency = self._stream.latency
             self.stream_latency_samples = round((in_latency + out_latency) * c.samplerate)
             self.start_worker()
@@ -319,6 +320,8 @@ class LiveEngine:
         if self._stream is not None and not self.device_lost:
             self._stream.stop()
             self._stream.close()
+        if self._stream is not None:
+            portaudio.stream_closed()
         # A lost stream is abandoned: PortAudio's JACK host API then blocks for good in
         # stop, abort, close and terminate, waiting for a process callback that never comes.
         self._stream = None

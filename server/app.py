@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse
 from server.catalog import CheckpointCatalog
 from server.config import ServerConfig
 from server.controllers import start_controllers
+from server.devices import DeviceList
 from server.errors import ServerError
 from server.host import SessionHost, TooManySessions
 from server.metrics import ServerMetrics
@@ -51,6 +52,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app = FastAPI(title="Bandmate", version=version(), lifespan=lifespan)
     app.state.host, app.state.catalog, app.state.metrics = host, catalog, metrics
+    device_list = DeviceList()
 
     def authorized(request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -101,9 +103,10 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/v1/devices", dependencies=auth)
     def devices() -> list[dict[str, object]]:
-        from engine.live import list_devices
-
-        return [device.__dict__ for device in list_devices()]
+        try:
+            return device_list.get()
+        except ServerError as exc:
+            raise HTTPException(503, str(exc)) from None
 
     @app.get("/metrics", dependencies=auth)
     def metrics_route() -> Response:
