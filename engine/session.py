@@ -32,6 +32,9 @@ from engine.telemetry import Telemetry
 
 RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 SUPPORTED_RATES = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000, 176_400, 192_000)
+# `process` feeds at most this many samples before reading: well inside the output FIFO's
+# 65,536 samples of room beyond its prefill.
+PROCESS_PIECE = 16_384
 
 
 @dataclass(frozen=True)
@@ -199,10 +202,21 @@ class Session:
             self.accept(state, out[0], time.perf_counter() - started)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """One block in, the accompaniment for the same span of samples out."""
-        self.feed(block)
-        self.step_pending()
-        return self.read(len(block))
+        """One block in, the accompaniment for the same span of samples out. A long block is
+        processed in pieces, as shorter blocks would be, so its output never overflows the
+        output FIFO (which would drop the block's first samples and shift every later one)."""
+        samples = np.asarray(block, np.float32).reshape(-1)
+        if len(samples) <= PROCESS_PIECE:
+            self.feed(samples)
+            self.step_pending()
+            return self.read(len(samples))
+        out = np.empty(len(samples), np.float32)
+        for start in range(0, len(samples), PROCESS_PIECE):
+            piece = samples[start : start + PROCESS_PIECE]
+            self.feed(piece)
+            self.step_pending()
+            out[start : start + len(piece)] = self.read(len(piece))
+        return out
 
     def reset(self) -> None:
         """Start the accompaniment afresh at the next hop; timing stays where it is."""
