@@ -1,8 +1,9 @@
 """The FastAPI app: REST for checkpoints, sessions, devices and metrics; /v1/stream for audio.
 
 With a token configured, every route but /health and the page at / needs
-`Authorization: Bearer TOKEN` (401 otherwise); the socket takes it as `?token=` or in its
-`open` message.
+`Authorization: Bearer TOKEN` (401 otherwise), /docs and /openapi.json included; the socket
+takes it as `?token=` or in its `open` message. On loopback, only requests addressed to a
+loopback name are answered (DNS rebinding); server/access.py has the rules.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from server.access import token_matches, trusted_hosts
 from server.catalog import CheckpointCatalog
 from server.config import ServerConfig
 from server.controllers import start_controllers
@@ -24,7 +28,7 @@ from server.errors import ServerError
 from server.host import SessionHost, TooManySessions
 from server.metrics import ServerMetrics
 from server.protocol import PROTOCOL_VERSION, SessionSpec
-from server.ws import StreamHandler, token_matches
+from server.ws import StreamHandler
 
 PAGE = Path(__file__).resolve().parent.parent / "clients" / "web"
 
@@ -34,10 +38,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         config.models_dir, config.backend, config.threads, warm_batches=config.max_sessions
     )
     metrics = ServerMetrics()
-    host = SessionHost(catalog, config.max_sessions, config.max_backlog_s, metrics)
+    host = SessionHost(catalog, config, metrics)
     # Opened here, not in the lifespan, so a bad port or map is a one-line error at start.
     controllers = start_controllers(
-        host, config.midi_in, config.midi_map, config.osc_port, config.host
+        host, config.midi_in, config.midi_map, config.osc_port, config.osc_host
     )
 
     @asynccontextmanager
@@ -50,8 +54,14 @@ def create_app(config: ServerConfig) -> FastAPI:
                 controller.close()
             host.stop()
 
-    app = FastAPI(title="Bandmate", version=version(), lifespan=lifespan)
+    guarded = config.token is not None  # then the API's description is behind it too (below)
+    app = FastAPI(title="Bandmate", version=version(), lifespan=lifespan,
+                  docs_url=None if guarded else "/docs", redoc_url=None if guarded else "/redoc",
+                  openapi_url=None if guarded else "/openapi.json")  # fmt: skip
     app.state.host, app.state.catalog, app.state.metrics = host, catalog, metrics
+    hosts = trusted_hosts(config)
+    if hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     device_list = DeviceList()
 
     def authorized(request: Request) -> None:
@@ -113,6 +123,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.add_api_websocket_route("/v1/stream", StreamHandler(config, host, metrics))
+
+    if guarded:
+
+        @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+        def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", dependencies=auth, include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="Bandmate API")
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,37 +10,67 @@ import typer
 
 from server.config import ServerConfig
 
+DEFAULTS = ServerConfig()
+
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to bind; beyond loopback needs --token."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; beyond loopback needs a token."),
     port: int = typer.Option(8000, help="TCP port."),
     models_dir: Path = typer.Option(
-        ServerConfig().models_dir, help="Folder of exported checkpoints; clients name them."
+        DEFAULTS.models_dir, help="Folder of exported checkpoints; clients name them."
     ),
     token: str | None = typer.Option(
-        None, envvar="BANDMATE_TOKEN", help="Clients must send it (HTTP bearer, WS ?token=)."
+        None,
+        envvar="BANDMATE_TOKEN",
+        help="Clients must send it (HTTP bearer, WS ?token=). Prefer the BANDMATE_TOKEN "
+        "environment variable: a --token on the command line shows in `ps` to every user.",
     ),
     backend: str = typer.Option("auto", help="auto, onnx or torch."),
     threads: int = typer.Option(1, help="Inference threads per checkpoint."),
     max_sessions: int = typer.Option(16, help="Sessions open at once."),
     max_message_bytes: int = typer.Option(1 << 20, help="Larger WebSocket messages close 1009."),
-    idle_timeout: float = typer.Option(30.0, help="Seconds of client silence before 4408."),
+    idle_timeout: float = typer.Option(
+        30.0, help="Seconds of client silence before 4408; a session no socket holds goes too."
+    ),
+    max_messages_per_s: float = typer.Option(
+        DEFAULTS.max_messages_per_s, help="Messages a socket may send a second; beyond, 4420."
+    ),
+    handshake_timeout: float = typer.Option(
+        DEFAULTS.handshake_timeout_s,
+        help="Seconds for a request's headers, and for a WebSocket's `open` (else 4408).",
+    ),
+    max_connections: int = typer.Option(
+        DEFAULTS.max_connections, help="Open connections; beyond, 503 (keep `ulimit -n` above)."
+    ),
+    allow_origin: list[str] = typer.Option(
+        [], help="Also accept WebSockets from pages of this origin (repeatable)."
+    ),
     midi_in: str | None = typer.Option(None, help="Create this JACK MIDI input for CC control."),
     midi_map: Path | None = typer.Option(None, help="CC mapping YAML (default: built in)."),
     osc_port: int | None = typer.Option(None, help="Accept OSC control on this UDP port."),
+    osc_host: str = typer.Option(
+        DEFAULTS.osc_host, help="Address for OSC, which has no auth: beyond loopback, warned."
+    ),
 ) -> None:
     """Serve sessions over HTTP and WebSocket (protocol: docs/protocol.md)."""
     import uvicorn
 
     from server.app import create_app
     from server.config import check_binding
+    from server.connections import uvicorn_options
 
     config = ServerConfig(
         host=host, port=port, models_dir=models_dir, token=token, backend=backend,
         threads=threads, max_sessions=max_sessions, max_message_bytes=max_message_bytes,
-        idle_timeout_s=idle_timeout, midi_in=midi_in, midi_map=midi_map, osc_port=osc_port,
+        idle_timeout_s=idle_timeout, max_messages_per_s=max_messages_per_s,
+        handshake_timeout_s=handshake_timeout, max_connections=max_connections,
+        allow_origins=tuple(allow_origin), midi_in=midi_in, midi_map=midi_map,
+        osc_port=osc_port, osc_host=osc_host,
     )  # fmt: skip
     check_binding(config)
+    if token is not None and os.environ.get("BANDMATE_TOKEN") != token:
+        typer.echo("warning: --token shows in `ps` to every user; set BANDMATE_TOKEN instead",
+                   err=True)  # fmt: skip
     app = create_app(config)
     # The stepper thread needs the GIL back within a fraction of a hop after each model call;
     # Python's default 5 ms switch interval lets the event loop hold it that long per turn.
@@ -53,6 +84,7 @@ def serve(
         ws_max_size=config.max_message_bytes,
         log_level="warning",
         lifespan="on",
+        **uvicorn_options(config.handshake_timeout_s, config.max_connections),
     )
 
 

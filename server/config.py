@@ -27,14 +27,29 @@ class ServerConfig(BaseModel):
     # Limits. A larger message closes with 1009; no message for idle_timeout_s closes with
     # 4408; a client that reads too slowly loses its oldest output beyond send_queue_messages;
     # input the model has not caught up with beyond max_backlog_s is dropped. All counted.
+    # A session no socket holds goes after idle_timeout_s too.
     max_message_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
     idle_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     send_queue_messages: Annotated[int, Field(ge=2)] = 64
     max_backlog_s: Annotated[float, Field(gt=0)] = 2.0
     telemetry_interval_s: Annotated[float, Field(gt=0)] = 0.5
+    # Messages a socket may send per second, on average, with a burst of one second's worth;
+    # beyond that it closes with 4420. A real client sends 47 a second (1024-frame blocks at
+    # 48 kHz), and 3000 at the extreme (64-frame blocks at 192 kHz).
+    max_messages_per_s: Annotated[float, Field(gt=0)] = 3000.0
+    # Slow and idle connections: an HTTP request's headers (a WebSocket's upgrade request
+    # too) must arrive within handshake_timeout_s of connecting or of the previous response,
+    # and a WebSocket's `open` within handshake_timeout_s of the upgrade (else 4408).
+    # Connections beyond max_connections are refused at once (each one is a file descriptor:
+    # keep `ulimit -n` well above it).
+    handshake_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_connections: Annotated[int, Field(ge=1)] = 256
+    # Browsers' WebSockets are accepted from the page's own origin, and from these.
+    allow_origins: tuple[str, ...] = ()
     midi_in: str | None = None
     midi_map: Path | None = None
     osc_port: Annotated[int | None, Field(ge=1, le=65535)] = None
+    osc_host: str = "127.0.0.1"  # OSC has no auth: beyond loopback anyone on the network can use it
 
 
 def is_loopback(host: str) -> bool:

@@ -7,58 +7,84 @@ Both apply to every session, or with OSC to one: `/bandmate/<control> value` or
 valence in telemetry, and `/bandmate/instruction "text"` (from `bandmate session run`) the
 experiment's current instruction, which the page shows. They run on their own threads;
 SessionHost.command is safe from any thread.
+
+OSC has no auth, so it listens on loopback unless --osc-host says otherwise (with a warning).
+What a controller ignores is logged at most once per IGNORED_LOG_INTERVAL_S, with a count: a
+flood of bad datagrams must not flood the log.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from server.config import is_loopback
 from server.errors import ServerError
 from server.host import SessionHost
 from server.protocol import CONTROL_RANGES, SetControl
 
 log = logging.getLogger("bandmate.server")
 DEFAULT_MIDI_MAP = Path(__file__).resolve().parent.parent / "clients" / "midi_map.yaml"
+IGNORED_LOG_INTERVAL_S = 5.0
 
 
 class Controller(Protocol):
     def close(self) -> None: ...
 
 
-def apply_control(host: SessionHost, name: str, value: Any, session: str | None = None) -> bool:
-    """Validate and queue a control for one session or all; False (logged) if invalid."""
+class ThrottledLog:
+    """Warnings, at most one per interval; the next one says how many were held back. One
+    per controller, each called from that controller's one thread."""
+
+    def __init__(self, interval_s: float = IGNORED_LOG_INTERVAL_S):
+        self.interval_s = interval_s
+        self._last = -float("inf")
+        self._held = 0
+
+    def warning(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            self._held += 1
+            return
+        held, self._held, self._last = self._held, 0, now
+        if held:
+            message += f" (and {held} more ignored in the {self.interval_s:g} s before)"
+        log.warning(message)
+
+
+def apply_control(
+    host: SessionHost, name: str, value: Any, session: str | None = None
+) -> str | None:
+    """Validate and queue a control for one session or all; why it was ignored, if it was."""
     targets = host.all() if session is None else [s for s in host.all() if s.id == session]
     if name == "reset":
         for hosted in targets:
             host.command(hosted, "reset")
-        return True
+        return None
     if name == "instruction":  # from `bandmate session run --server-osc`: shown on the page
         host.instruction = str(value)[:500] if value else None
-        return True
+        return None
     if name == "valence":  # from a BCMI loop (`bandmate bci run --server-osc`): telemetry only
         if not isinstance(value, int | float) or not -1.0 <= value <= 1.0:
-            log.warning("ignored valence %r: it is a number in [-1, 1]", value)
-            return False
+            return f"ignored valence {value!r:.40}: it is a number in [-1, 1]"
         for hosted in targets:
             hosted.valence = float(value)
-        return True
+        return None
     try:
         control = SetControl(type="control", name=name, value=value)  # type: ignore[arg-type]
     except ValidationError as exc:
-        log.warning("ignored control %s=%r: %s", name, value, exc.errors()[0]["msg"])
-        return False
+        return f"ignored control {name:.40}={value!r:.40}: {exc.errors()[0]['msg']}"
     if control.name in ("checkpoint", "anticipation"):
-        log.warning("ignored control %s: set it over the WebSocket", name)
-        return False
+        return f"ignored control {name}: set it over the WebSocket"
     for hosted in targets:
         host.command(hosted, control.name, control.value)
-    return True
+    return None
 
 
 class CcMapping(BaseModel):
@@ -107,6 +133,7 @@ class MidiController:
                 "coremidi": rtmidi.API_MACOSX_CORE, "auto": rtmidi.API_UNSPECIFIED}  # fmt: skip
         self.host, self.map = host, midi_map
         self.changes = 0
+        self.ignored = ThrottledLog()
         try:
             self.midi_in = rtmidi.MidiIn(apis[api], name="bandmate")
             self.midi_in.open_virtual_port(port_name)
@@ -123,11 +150,12 @@ class MidiController:
             if mapping.cc != cc or mapping.channel not in (None, channel):
                 continue
             if mapping.trigger:
-                if value >= 64:
-                    apply_control(self.host, mapping.control, None)
+                ignored = apply_control(self.host, mapping.control, None) if value >= 64 else None
             else:
                 scaled = mapping.min + (mapping.max - mapping.min) * value / 127
-                apply_control(self.host, mapping.control, scaled)
+                ignored = apply_control(self.host, mapping.control, scaled)
+            if ignored:
+                self.ignored.warning(ignored)
             self.changes += 1
 
     def close(self) -> None:
@@ -138,17 +166,25 @@ class MidiController:
 class OscController:
     def __init__(self, host: SessionHost, port: int, address: str = "127.0.0.1"):
         from pythonosc.dispatcher import Dispatcher
-        from pythonosc.osc_server import ThreadingOSCUDPServer
+        from pythonosc.osc_server import BlockingOSCUDPServer
 
         self.host = host
+        self.ignored = ThrottledLog()
         dispatcher = Dispatcher()
         dispatcher.map("/bandmate/*", self._on_message)
         try:
-            self.server = ThreadingOSCUDPServer((address, port), dispatcher)
+            # One thread for every datagram: a thread each would let a flood spawn thousands.
+            self.server = BlockingOSCUDPServer((address, port), dispatcher)
         except OSError as exc:
             raise ServerError(
                 f"cannot listen for OSC on UDP {address}:{port}: {exc.strerror}"
             ) from None
+        if not is_loopback(address):
+            log.warning(
+                "OSC on UDP %s:%d is reachable from the network and has no auth: anyone there "
+                "can set every session's controls (--osc-host 127.0.0.1 keeps it local)",
+                address, port,
+            )  # fmt: skip
         self.thread = threading.Thread(target=self.server.serve_forever, name="bandmate-osc",
                                        daemon=True)  # fmt: skip
         self.thread.start()
@@ -156,12 +192,13 @@ class OscController:
     def _on_message(self, address: str, *args: Any) -> None:
         parts = address.strip("/").split("/")[1:]  # drop "bandmate"
         if len(parts) not in (1, 2) or (parts[-1] != "reset" and len(args) != 1):
-            log.warning(
-                "ignored OSC %s %s: expected /bandmate/[session/]control value", address, args
-            )
+            expected = "expected /bandmate/[session/]control value"
+            self.ignored.warning(f"ignored OSC {address:.80} {args!r:.80}: {expected}")
             return
         session = parts[0] if len(parts) == 2 else None
-        apply_control(self.host, parts[-1], args[0] if args else None, session)
+        ignored = apply_control(self.host, parts[-1], args[0] if args else None, session)
+        if ignored:
+            self.ignored.warning(ignored)
 
     def close(self) -> None:
         self.server.shutdown()

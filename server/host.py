@@ -12,6 +12,13 @@ Session.process(block) returns, so a stream equals file mode for the same seed a
 first hop after the audio received before it: the stepper feeds and steps the audio up to
 a command before applying it.
 
+Bounded work. Each cycle takes at most about PIECE_HOPS hops of audio from each session, so
+one session's backlog, however it arrived (a 2 s block, or thousands of 1-frame blocks),
+delays the others' answers by a few batched rounds at most. A session's blocks in one cycle
+are fed, read and mixed as one span, so tiny blocks cost little more than large ones. A
+block longer than a piece is split into pieces on arrival and answered whole once its last
+piece is done, so the session's output FIFO never holds more than a cycle's worth.
+
 Deadlines. A block's output is late when it is ready more than one hop after the block
 arrived; late blocks count as deadline misses in telemetry and /metrics.
 """
@@ -31,14 +38,24 @@ from engine.ringbuffer import RingBuffer
 from engine.scheduler import BatchScheduler
 from engine.session import Session, SessionConfig, check_rate
 from server.catalog import CheckpointCatalog
+from server.config import ServerConfig
 from server.errors import ServerError
 from server.metrics import ServerMetrics
-from server.protocol import SessionSpec
+from server.protocol import ProtocolError, SessionSpec
 
 SWITCH_FADE_SAMPLES = 512  # the old checkpoint's last sound fades out over this many
+PIECE_HOPS = 4  # model hops of audio a session contributes to one cycle, at most (about)
 
 
 class TooManySessions(ServerError):
+    pass
+
+
+class UnknownSession(ServerError):
+    pass
+
+
+class SessionBusy(ServerError):
     pass
 
 
@@ -46,6 +63,7 @@ class TooManySessions(ServerError):
 class InputBlock:
     samples: np.ndarray  # mono float32 at the session's rate
     arrived: float  # time.perf_counter() when it came off the socket
+    last: bool = True  # the last piece of its PCM message: its answer can go
 
 
 @dataclass(frozen=True)
@@ -64,7 +82,13 @@ class HostedSession:
         self.created = time.time()
         self.inbox: deque[InputBlock | Command] = deque()
         self.backlog_frames = 0  # frames in the inbox (written by both threads: approximate)
-        self.deliver: Callable[[np.ndarray], None] | None = None  # set while a stream is open
+        # Set while a stream is open; takes the answers to one or more PCM messages, in order.
+        self.deliver: Callable[[list[np.ndarray]], None] | None = None
+        self.claimed = False  # a socket has it, or is attaching (under the host's lock)
+        self.idle_since = time.monotonic()  # unclaimed since; it expires after the idle timeout
+        device_hop = session.hop * spec.sample_rate / session.model_rate
+        self.piece_frames = int(np.ceil(PIECE_HOPS * device_hop))
+        self._answering: list[np.ndarray] = []  # answered pieces of a PCM message so far
         self.dry_wet = 1.0
         self._dry_wet_now = 1.0
         self._tail = np.zeros(0, np.float32)  # a switched-out checkpoint's fading last sound
@@ -102,11 +126,36 @@ class HostedSession:
             "dropped_messages": self.dropped_messages + self.dropped_blocks,
         }
 
-    def mix(self, accompaniment: np.ndarray, dry: np.ndarray) -> np.ndarray:
+    def feed(self, blocks: list[InputBlock]) -> None:
+        """Feed blocks to the model and to the dry path as one span (on the stepper)."""
+        span = np.concatenate([b.samples for b in blocks]) if len(blocks) > 1 else blocks[0].samples
+        self.session.feed(span)
+        self._dry.write(span)
+
+    def answer(self, blocks: list[InputBlock]) -> list[np.ndarray]:
+        """After stepping: the output for the span fed for `blocks`, mixed, as the answers to
+        the PCM messages it completes (a message split into pieces is answered whole)."""
+        n = sum(len(b.samples) for b in blocks)
+        out = self.mix(self.session.read(n), self._dry.read(n), len(blocks[0].samples))
+        answers: list[np.ndarray] = []
+        start = 0
+        for block in blocks:
+            self._answering.append(out[start : start + len(block.samples)])
+            start += len(block.samples)
+            if block.last:
+                parts, self._answering = self._answering, []
+                answers.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        return answers
+
+    def mix(self, accompaniment: np.ndarray, dry: np.ndarray, ramp: int) -> np.ndarray:
         """wet * accompaniment + (1 - wet) * input, the input delayed to line up with the
-        accompaniment; dry/wet changes ramp across the block so they never click."""
+        accompaniment; a dry/wet change ramps across the first `ramp` samples (the first
+        block after it) so it never clicks."""
         n = len(accompaniment)
-        wet = np.linspace(self._dry_wet_now, self.dry_wet, n, endpoint=False, dtype=np.float32)
+        wet = np.full(n, self.dry_wet, np.float32)
+        if self._dry_wet_now != self.dry_wet:
+            wet[:ramp] = np.linspace(self._dry_wet_now, self.dry_wet, min(ramp, n),
+                                     endpoint=False, dtype=np.float32)  # fmt: skip
         self._dry_wet_now = self.dry_wet
         out = wet * accompaniment + (1 - wet) * dry
         if len(self._tail):
@@ -124,10 +173,11 @@ class HostedSession:
 
 
 class SessionHost:
-    def __init__(self, catalog: CheckpointCatalog, max_sessions: int, max_backlog_s: float,
-                 metrics: ServerMetrics):  # fmt: skip
+    def __init__(self, catalog: CheckpointCatalog, config: ServerConfig, metrics: ServerMetrics):
         self.catalog, self.metrics = catalog, metrics
-        self.max_sessions, self.max_backlog_s = max_sessions, max_backlog_s
+        self.max_sessions, self.max_backlog_s = config.max_sessions, config.max_backlog_s
+        # A session no socket has claimed for this long goes (POST /v1/sessions, then nothing).
+        self.unclaimed_timeout_s = config.idle_timeout_s
         self._sessions: dict[str, HostedSession] = {}
         self._schedulers: dict[str, BatchScheduler] = {}
         self._lock = threading.Lock()  # the two tables; never held while stepping
@@ -145,12 +195,14 @@ class SessionHost:
         self._wake.set()
         self._thread.join(timeout=5)
 
-    def create(self, spec: SessionSpec) -> HostedSession:
-        """Blocking (loads the checkpoint's backend on first use): call it off the loop."""
+    def create(self, spec: SessionSpec, claimed: bool = False) -> HostedSession:
+        """Blocking (loads the checkpoint's backend on first use): call it off the loop.
+        `claimed`: for the socket that creates it, so it cannot expire under that socket."""
         check_rate_or_raise(spec.sample_rate)
         backend = self.catalog.backend(spec.checkpoint)
         session = Session(backend, SessionConfig(device_rate=spec.sample_rate, seed=spec.seed))
         hosted = HostedSession(uuid.uuid4().hex[:12], spec, session)
+        hosted.claimed = claimed
         with self._lock:
             if len(self._sessions) >= self.max_sessions:
                 raise TooManySessions(f"the server is full ({self.max_sessions} sessions)")
@@ -167,6 +219,32 @@ class SessionHost:
         with self._lock:
             return list(self._sessions.values())
 
+    def claim(self, session_id: str) -> HostedSession:
+        """The session, now held by the caller until release(); one holder at a time."""
+        with self._lock:
+            hosted = self._sessions.get(session_id)
+            if hosted is None:
+                raise UnknownSession(f"no session {session_id!r}")
+            if hosted.claimed:
+                raise SessionBusy(f"session {session_id} already has a stream")
+            hosted.claimed = True
+            return hosted
+
+    def release(self, hosted: HostedSession) -> None:
+        with self._lock:
+            hosted.claimed = False
+            hosted.idle_since = time.monotonic()
+
+    def expire(self) -> list[str]:
+        """Remove the sessions nobody has claimed for the idle timeout; returns their ids."""
+        deadline = time.monotonic() - self.unclaimed_timeout_s
+        with self._lock:
+            gone = [h.id for h in self._sessions.values()
+                    if not h.claimed and h.idle_since < deadline]  # fmt: skip
+        for session_id in gone:
+            self.remove(session_id)
+        return gone
+
     def remove(self, session_id: str) -> bool:
         with self._lock:
             hosted = self._sessions.pop(session_id, None)
@@ -176,13 +254,24 @@ class SessionHost:
         return hosted is not None
 
     def submit(self, hosted: HostedSession, samples: np.ndarray) -> bool:
-        """Queue a block for the model; False (and counted) when the backlog is full."""
-        if hosted.backlog_frames + len(samples) > self.max_backlog_s * hosted.spec.sample_rate:
+        """Queue a block for the model; False (and counted) when the backlog is full. A block
+        longer than the backlog itself could never be answered: ProtocolError."""
+        limit = int(self.max_backlog_s * hosted.spec.sample_rate)
+        if len(samples) > limit:
+            raise ProtocolError(
+                "bad_pcm",
+                f"a PCM message holds at most {limit} frames ({self.max_backlog_s:g} s); "
+                f"this one has {len(samples)}: send shorter blocks",
+            )
+        if hosted.backlog_frames + len(samples) > limit:
             hosted.dropped_blocks += 1
             self.metrics.dropped.labels("input").inc()
             return False
         hosted.backlog_frames += len(samples)
-        hosted.inbox.append(InputBlock(samples, time.perf_counter()))
+        arrived, piece = time.perf_counter(), hosted.piece_frames
+        for start in range(0, len(samples), piece):
+            last = start + piece >= len(samples)
+            hosted.inbox.append(InputBlock(samples[start : start + piece], arrived, last))
         self._wake.set()
         return True
 
@@ -201,15 +290,20 @@ class SessionHost:
         self.metrics.frame_compute.observe(seconds)
 
     def _run(self) -> None:
+        expired_at = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(timeout=0.1)
             self._wake.clear()
             while self._cycle():
                 pass
+            if time.monotonic() - expired_at > 1.0:
+                expired_at = time.monotonic()
+                self.expire()
 
     def _cycle(self) -> bool:
-        """Feed every session's audio up to its next command, step all sessions in batches,
-        deliver the outputs. Returns whether any inbox still holds work."""
+        """Feed every session's audio up to its next command (at most a piece's worth), step
+        all sessions in batches, answer the PCM messages now complete. Returns whether any
+        inbox still holds work."""
         fed: list[tuple[HostedSession, list[InputBlock]]] = []
         for hosted in self.all():
             blocks = self._take_segment(hosted)
@@ -219,37 +313,42 @@ class SessionHost:
             schedulers = list(self._schedulers.values())
         for scheduler in schedulers:
             scheduler.step()
-        hop_seconds = 0.0
         for hosted, blocks in fed:
-            hop_seconds = hosted.session.hop / hosted.session.model_rate
-            now = time.perf_counter()
-            for block in blocks:
-                n = len(block.samples)
-                out = hosted.mix(hosted.session.read(n), hosted._dry.read(n))
-                if now - block.arrived > hop_seconds:
-                    hosted.late_blocks += 1
-                    hosted.session.telemetry.miss()
-                    self.metrics.misses.inc()
-                if hosted.deliver is not None:
-                    hosted.deliver(out)
+            self._answer(hosted, blocks)
         return any(h.inbox for h in self.all())
 
     def _take_segment(self, hosted: HostedSession) -> list[InputBlock]:
+        """Apply the commands at the head of the inbox, then feed the blocks after them, up to
+        the next command or a piece's worth of frames, as one span."""
         blocks: list[InputBlock] = []
-        while hosted.inbox:
+        frames = 0
+        while hosted.inbox and frames < hosted.piece_frames:
             item = hosted.inbox[0]
             if isinstance(item, InputBlock):
                 hosted.inbox.popleft()
-                hosted.backlog_frames -= len(item.samples)
-                hosted.session.feed(item.samples)
-                hosted._dry.write(item.samples)
                 blocks.append(item)
+                frames += len(item.samples)
             elif blocks:
                 break  # step the audio before it first
             else:
                 hosted.inbox.popleft()
                 self._apply(hosted, item)
+        if blocks:
+            hosted.backlog_frames -= frames
+            hosted.feed(blocks)
         return blocks
+
+    def _answer(self, hosted: HostedSession, blocks: list[InputBlock]) -> None:
+        hop_seconds = hosted.session.hop / hosted.session.model_rate
+        now = time.perf_counter()
+        answers = hosted.answer(blocks)
+        for block in blocks:
+            if block.last and now - block.arrived > hop_seconds:
+                hosted.late_blocks += 1
+                hosted.session.telemetry.miss()
+                self.metrics.misses.inc()
+        if answers and hosted.deliver is not None:
+            hosted.deliver(answers)
 
     def _apply(self, hosted: HostedSession, command: Command) -> None:
         session = hosted.session

@@ -25,16 +25,20 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009  # over --max-message-bytes
     BAD_OPEN = 4400  # the first message is not a valid `open`
     UNAUTHORIZED = 4401  # missing or wrong token
+    FORBIDDEN_ORIGIN = 4403  # a web page from another site (see --allow-origin)
     UNKNOWN_SESSION = 4404  # `open` names a session that does not exist
-    IDLE = 4408  # nothing received for --idle-timeout seconds
+    IDLE = 4408  # no `open` within --handshake-timeout, or nothing for --idle-timeout seconds
     VERSION = 4426  # a protocol version this server does not speak
     SESSION_BUSY = 4409  # the session already has a stream
+    TOO_MANY_MESSAGES = 4420  # over --max-messages-per-s (a flood of tiny messages)
     TOO_MANY_SESSIONS = 4429  # --max-sessions reached
     SERVER_ERROR = 4500
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """No unknown fields, and no coercion: "48000" is not a number, nor is true."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class OpenMessage(Strict):
@@ -176,6 +180,10 @@ def parse_client_message(text: str) -> SetControl | Reset | Ping:
     except json.JSONDecodeError as exc:
         message = f"not JSON: {exc.msg} at column {exc.colno}"
         raise ProtocolError("malformed_json", message) from None
+    except ValueError:  # Python refuses to convert integers of over 4300 digits
+        raise ProtocolError("malformed_json", "not usable JSON: a number is too long") from None
+    except RecursionError:
+        raise ProtocolError("malformed_json", "not usable JSON: nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError("unknown_message", 'a message is a JSON object with a "type"')
     kind = data["type"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -20,10 +20,11 @@ from fastapi import WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from server.access import origin_allowed, token_matches
 from server.catalog import UnknownCheckpoint
 from server.config import ServerConfig
 from server.errors import ServerError
-from server.host import HostedSession, SessionHost, TooManySessions
+from server.host import HostedSession, SessionBusy, SessionHost, TooManySessions, UnknownSession
 from server.metrics import ServerMetrics
 from server.protocol import (
     PROTOCOL_VERSION,
@@ -66,6 +67,10 @@ class Outbox:
         self._items.append(item)
         self._ready.set()
 
+    def put_all(self, items: list[bytes]) -> None:
+        for item in items:
+            self.put(item)
+
     async def run(self, websocket: WebSocket) -> None:
         while True:
             await self._ready.wait()
@@ -78,10 +83,21 @@ class Outbox:
                     await websocket.send_text(item)
 
 
-def token_matches(expected: str | None, given: str | None) -> bool:
-    if expected is None:
+class TokenBucket:
+    """At most `rate` messages a second on average, and `burst` at once."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst = rate, burst
+        self._tokens, self._at = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
         return True
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
 class StreamHandler:
@@ -94,14 +110,18 @@ class StreamHandler:
         owned = False  # made by this socket's `open`, so it goes when the socket does
         tasks: list[asyncio.Task[None]] = []
         try:
+            origin = websocket.headers.get("origin")
+            if not origin_allowed(origin, websocket.headers.get("host"), self.config.allow_origins):
+                reason = f"origin {origin} is not allowed (the server's --allow-origin adds it)"
+                raise Closing(CloseCode.FORBIDDEN_ORIGIN, reason)
             opening = await self._receive_open(websocket)
             hosted, owned = await self._attach(opening)
             outbox = Outbox(self.config.send_queue_messages, lambda: self._dropped(hosted))
             loop = asyncio.get_running_loop()
             fmt = opening.format
 
-            def deliver(samples: np.ndarray) -> None:  # on the stepper thread
-                loop.call_soon_threadsafe(outbox.put, encode_pcm(samples, fmt))
+            def deliver(answers: list[np.ndarray]) -> None:  # on the stepper thread
+                loop.call_soon_threadsafe(outbox.put_all, [encode_pcm(a, fmt) for a in answers])
 
             session = hosted.session
             ready = ReadyMessage(
@@ -138,16 +158,18 @@ class StreamHandler:
                 self.metrics.streams.dec()
             if hosted is not None and owned:
                 self.host.remove(hosted.id)
+            elif hosted is not None:
+                self.host.release(hosted)  # it may expire now, as one never attached does
 
     def _dropped(self, hosted: HostedSession) -> None:
         hosted.dropped_messages += 1
         self.metrics.dropped.labels("output").inc()
 
-    async def _receive(self, websocket: WebSocket) -> Mapping[str, Any]:
+    async def _receive(self, websocket: WebSocket, timeout_s: float) -> Mapping[str, Any]:
         try:
-            message = await asyncio.wait_for(websocket.receive(), self.config.idle_timeout_s)
+            message = await asyncio.wait_for(websocket.receive(), timeout_s)
         except TimeoutError:
-            raise Closing(CloseCode.IDLE, f"nothing for {self.config.idle_timeout_s:g} s") from None
+            raise Closing(CloseCode.IDLE, f"nothing for {timeout_s:g} s") from None
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         return message
@@ -159,7 +181,7 @@ class StreamHandler:
             given = header[7:]
         if given is not None and not token_matches(self.config.token, given):
             raise Closing(CloseCode.UNAUTHORIZED, "wrong token")
-        message = await self._receive(websocket)
+        message = await self._receive(websocket, self.config.handshake_timeout_s)
         if message.get("text") is None:
             raise Closing(CloseCode.BAD_OPEN, "the first message must be a JSON `open`")
         try:
@@ -177,13 +199,12 @@ class StreamHandler:
 
     async def _attach(self, opening: OpenMessage) -> tuple[HostedSession, bool]:
         if opening.session is None:
-            spec = SessionSpec(
-                checkpoint=opening.checkpoint or "default",
-                seed=opening.seed or 0,
-                sample_rate=opening.sample_rate or 48_000,
-            )
+            given = {"checkpoint": opening.checkpoint, "seed": opening.seed,
+                     "sample_rate": opening.sample_rate}  # fmt: skip
+            # Fields left out take SessionSpec's defaults; a 0 stays 0 (and is refused).
+            spec = SessionSpec.model_validate({k: v for k, v in given.items() if v is not None})
             try:
-                hosted = await asyncio.to_thread(self.host.create, spec)
+                hosted = await asyncio.to_thread(self.host.create, spec, True)
             except TooManySessions as exc:
                 raise Closing(CloseCode.TOO_MANY_SESSIONS, str(exc)) from None
             except ServerError as exc:  # an unknown checkpoint, an unsupported rate
@@ -196,14 +217,21 @@ class StreamHandler:
                            ("sample_rate", found.spec.sample_rate)):  # fmt: skip
             if getattr(opening, field) not in (None, own):
                 raise Closing(CloseCode.BAD_OPEN, f"session {found.id} has {field} {own}")
-        if found.streaming:
-            raise Closing(CloseCode.SESSION_BUSY, f"session {found.id} already has a stream")
-        return found, False
+        try:  # from here it is this socket's, and cannot expire or be attached twice
+            return self.host.claim(found.id), False
+        except UnknownSession as exc:  # it expired a moment ago
+            raise Closing(CloseCode.UNKNOWN_SESSION, str(exc)) from None
+        except SessionBusy as exc:
+            raise Closing(CloseCode.SESSION_BUSY, str(exc)) from None
 
     async def _serve(self, websocket: WebSocket, opening: OpenMessage, hosted: HostedSession,
                      outbox: Outbox, sender: asyncio.Task[None]) -> None:  # fmt: skip
+        rate = self.config.max_messages_per_s
+        budget = TokenBucket(rate, burst=rate)  # a second's worth at once: network jitter
         while not sender.done():
-            message = await self._receive(websocket)
+            message = await self._receive(websocket, self.config.idle_timeout_s)
+            if not budget.take():
+                raise Closing(CloseCode.TOO_MANY_MESSAGES, f"over {rate:g} messages a second")
             try:
                 if message.get("bytes") is not None:
                     samples, non_finite = decode_pcm(message["bytes"], opening)

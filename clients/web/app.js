@@ -8,9 +8,11 @@ const CLOSE_REASONS = {
   1009: "a message was too large",
   4400: "the server refused the session settings",
   4401: "the token is missing or wrong",
+  4403: "the server does not accept pages from this site",
   4404: "the session does not exist",
   4408: "the server timed the stream out",
   4409: "the session already has a stream",
+  4420: "this page sent too many messages a second",
   4426: "this page speaks a protocol the server does not",
   4429: "the server is full",
   4500: "the server had an internal error",
@@ -113,7 +115,7 @@ function connect() {
     ready = null;
     if (!wanted) return;
     const why = CLOSE_REASONS[event.code] || `closed (${event.code})`;
-    const fatal = [4400, 4401, 4426].includes(event.code);
+    const fatal = [4400, 4401, 4403, 4426].includes(event.code);
     if (fatal) { showError(`Stopped: ${why}. ${event.reason || ""}`); stop(); return; }
     showError(`Connection lost: ${why}. Reconnecting in ${retryDelay} s…`);
     setStatus("reconnecting", "connecting");
