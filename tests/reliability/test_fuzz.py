@@ -1,7 +1,9 @@
 """Fuzzing the server: hypothesis writes WebSocket openings, control messages and PCM frames,
 and schemathesis writes REST requests from the server's own OpenAPI spec, all against a real
 `bandmate serve`. Whatever comes in, the answer is a documented error or close code (never
-an internal error), and a bystander session streams on, bit for bit as file mode."""
+an internal error), and a bystander session streams on, bit for bit as file mode. Besides
+arbitrary JSON, the messages include numbers too long to convert, nesting too deep to parse
+and values of the wrong type; floods of tiny messages are fuzzed on their own."""
 
 from __future__ import annotations
 
@@ -29,8 +31,10 @@ from tests.helpers import RunningServer
 # derandomize=True below: CI draws the same examples on every run, so a red run is a real
 # regression, reproducible by rerunning; raise these counts locally to explore further.
 SOCKET_EXAMPLES = 150
+FLOOD_EXAMPLES = 12
 REST_EXAMPLES = 60  # per operation
 MAX_MESSAGE_BYTES = 65_536
+MAX_MESSAGES_PER_S = 500  # low, so a flood that earns 4420 stays short
 ERROR_CODES = set(ErrorMessage.model_fields["code"].annotation.__args__)  # type: ignore[union-attr]
 # Refusals a client can earn with its `open`; every one is documented in docs/protocol.md.
 OPEN_REFUSALS = {
@@ -45,7 +49,8 @@ OPEN_REFUSALS = {
 
 @pytest.fixture(scope="module")
 def server(tiny_models_dir: Path) -> Iterator[RunningServer]:
-    running = RunningServer(tiny_models_dir, "--max-message-bytes", str(MAX_MESSAGE_BYTES))
+    running = RunningServer(tiny_models_dir, "--max-message-bytes", str(MAX_MESSAGE_BYTES),
+                            "--max-messages-per-s", str(MAX_MESSAGES_PER_S))  # fmt: skip
     yield running
     running.stop()
 
@@ -62,8 +67,9 @@ openings = st.fixed_dictionaries(
         "protocol": st.sampled_from([1, 2]) | json_values,
         "checkpoint": st.sampled_from(["default", "../default", "/etc"]) | json_values,
         "seed": st.integers(-5, 2**33) | json_values,
-        "sample_rate": st.sampled_from([44_100, 48_000, 12_345, 0]) | json_values,
-        "channels": st.integers(-1, 40),
+        "sample_rate": st.sampled_from([44_100, 48_000, 12_345, 0, "48000", 48_000.0, True])
+        | json_values,
+        "channels": st.integers(-1, 40) | st.sampled_from(["2", True, 1.0]),
         "format": st.sampled_from(["float32", "int16", "mp3"]),
         "input_channel": st.integers(-1, 3) | st.none(),
         "session": st.text(max_size=12),
@@ -75,7 +81,20 @@ controls = st.fixed_dictionaries(
     optional={"name": st.sampled_from(CONTROL_NAMES) | st.text(max_size=8),
               "value": json_values, "extra": json_values},
 )  # fmt: skip
-texts = controls.map(json.dumps) | json_values.map(json.dumps) | st.text(max_size=64)
+# Raw JSON text: json.dumps itself refuses integers of over 4300 digits.
+huge_numbers = st.builds(
+    lambda name, digits: f'{{"type": "control", "name": "{name}", "value": {"9" * digits}}}',
+    st.sampled_from(CONTROL_NAMES), st.integers(300, 20_000),
+)  # fmt: skip
+deep_nesting = st.builds(
+    lambda depth, inside: inside.replace("V", "[" * depth + "]" * depth),
+    st.integers(100, 30_000),
+    st.sampled_from(["V", '{"type": "control", "name": "gain", "value": V}', '{"type": V}']),
+)
+texts = (
+    controls.map(json.dumps) | json_values.map(json.dumps) | st.text(max_size=64)
+    | huge_numbers | deep_nesting
+)  # fmt: skip
 pcm = arrays(np.float32, st.integers(1, 2048)).map(lambda a: a.tobytes())
 binaries = pcm | st.binary(max_size=4096) | st.just(b"\x00" * (MAX_MESSAGE_BYTES + 4))
 messages = st.lists(texts | binaries, min_size=1, max_size=6)
@@ -163,6 +182,49 @@ def fuzz_clients_beside(server: RunningServer, bystander: Bystander) -> None:
     one_client()
     assert len(clients) >= SOCKET_EXAMPLES
     print(f"{len(clients)} fuzzed clients sent {sum(clients)} messages")  # shown with -s
+
+
+tiny_messages = st.sampled_from([
+    np.zeros(1, np.float32).tobytes(), b"\x00", json.dumps({"type": "ping"}),
+    json.dumps({"type": "control", "name": "gain", "value": 1.0}), "{",
+])  # fmt: skip
+floods = st.lists(st.tuples(tiny_messages, st.integers(1, 400)), min_size=1, max_size=6)
+
+
+def test_fuzzed_floods_of_tiny_messages_are_answered_or_closed_4420(
+    server: RunningServer,
+) -> None:
+    """Runs of tiny messages, sent as fast as the socket takes them: within the burst (a
+    second's worth of --max-messages-per-s) every one is answered; beyond it, the socket may
+    be closed, and then only with 4420."""
+
+    @settings(max_examples=FLOOD_EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(runs=floods)
+    def one_flood(runs: list[tuple[str | bytes, int]]) -> None:
+        sent = [message for message, count in runs for _ in range(count)]
+        sent.append(json.dumps({"type": "ping"}))
+        # max_queue=None: the client reads on while it sends, so it sees a close at once.
+        with connect(f"{server.ws_url}/v1/stream", max_size=None, max_queue=None) as socket:
+            socket.send(json.dumps({"type": "open"}))
+            assert json.loads(socket.recv(timeout=10))["type"] == "ready"
+            try:
+                for message in sent:
+                    socket.send(message)
+                while not (isinstance(reply := socket.recv(timeout=30), str)
+                           and json.loads(reply)["type"] == "pong"):  # fmt: skip
+                    if isinstance(reply, str) and json.loads(reply)["type"] == "error":
+                        assert json.loads(reply)["code"] in ERROR_CODES, reply
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == CloseCode.TOO_MANY_MESSAGES
+                assert len(sent) > MAX_MESSAGES_PER_S, f"closed after {len(sent)} messages"
+        assert server.alive()
+        totals.append(len(sent))
+
+    totals: list[int] = []
+    one_flood()
+    assert max(totals) > MAX_MESSAGES_PER_S  # some of them did flood
+    print(f"{len(totals)} fuzzed floods of {min(totals)} to {max(totals)} messages")
 
 
 def test_fuzzed_rest_requests_never_meet_a_server_error(server: RunningServer) -> None:
