@@ -9,8 +9,12 @@ export, through mne-bids, writes:
   are placed on the *sample* axis, by interpolating the marker's LSL time between the
   stamps of the samples around it: BrainVision stores samples back to back at the nominal
   rate, so after a dropout (missing samples) a clock-time onset would drift off its samples.
-  Markers outside the EEG's span cannot be placed and are left out of events.tsv (they are
-  counted in the manifest, and kept in the copied marker log);
+  A marker up to `EDGE_TOLERANCE_S` before the first sample or after the last (a session's
+  first block can start a moment before the first sample arrives, and its end a moment after
+  the last) is placed on that sample and flagged: its `outside_eeg_s` column says how far
+  outside it was (negative: before), and a duration starting before the EEG is shortened by as
+  much, so the event still ends where it did. Markers further out cannot be placed and are
+  left out of events.tsv (they are counted in the manifest, and kept in the copied marker log);
 - participants.tsv with one column per covariate (mne-bids writes the file; we add the
   columns and describe them in participants.json). participants.tsv holds one row per
   participant, so with a session label the covariates also go to `sub-X_sessions.tsv`,
@@ -52,6 +56,13 @@ if TYPE_CHECKING:
 
 BIDS_LABEL = re.compile(r"[A-Za-z0-9]+")  # BIDS entity labels: alphanumeric only
 MARKER_CORE_FIELDS = ("kind", "lsl_time", "duration_s")
+EDGE_TOLERANCE_S = 1.0  # markers this close outside the EEG are clamped onto it (see above)
+OUTSIDE_COLUMN = "outside_eeg_s"
+OUTSIDE_DESCRIPTION = (
+    "seconds the marker lay outside the EEG recording (negative: before the first sample, "
+    "positive: after the last); its onset was clamped onto that sample, and a duration that "
+    "started before the EEG was shortened by as much. n/a: inside the recording"
+)
 MISSING = "n/a"  # BIDS's spelling of a missing value in .tsv files
 
 
@@ -112,12 +123,24 @@ def _volts_per_unit(units: str) -> float:
 
 
 def _marker_onsets(recorded: RecordedSession) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The markers inside the EEG's span and their onsets in seconds on the sample axis."""
+    """The markers that can be placed on the EEG and their onsets in seconds on the sample
+    axis; those just outside it are clamped onto its edge and carry `outside_eeg_s`."""
     stamps = recorded.timestamps
-    inside = [m for m in recorded.markers if stamps[0] <= m["lsl_time"] <= stamps[-1]]
-    times = np.array([m["lsl_time"] for m in inside], dtype=np.float64)
+    first, last = float(stamps[0]), float(stamps[-1])
+    placed: list[dict[str, Any]] = []
+    for marker in recorded.markers:
+        time = float(marker["lsl_time"])
+        outside = min(time - first, 0.0) + max(time - last, 0.0)
+        if abs(outside) > EDGE_TOLERANCE_S:
+            continue
+        if outside:
+            marker = {**marker, OUTSIDE_COLUMN: round(outside, 6)}
+            if outside < 0 and "duration_s" in marker:
+                marker["duration_s"] = max(float(marker["duration_s"]) + outside, 0.0)
+        placed.append(marker)
+    times = np.clip([float(m["lsl_time"]) for m in placed], first, last)
     onsets = np.interp(times, stamps, np.arange(len(stamps))) / recorded.rate
-    return inside, onsets
+    return placed, onsets
 
 
 def _raw_array(recorded: RecordedSession, line_freq: float | None) -> mne.io.RawArray:
@@ -206,6 +229,8 @@ def _describe_marker_fields(events_json: Path, markers: list[dict[str, Any]]) ->
     columns = json.loads(events_json.read_text())
     for name in fields:
         columns[name] = {"Description": f"the marker's '{name}' field, as the session logged it"}
+    if OUTSIDE_COLUMN in fields:
+        columns[OUTSIDE_COLUMN] = {"Description": OUTSIDE_DESCRIPTION, "Units": "s"}
     events_json.write_text(json.dumps(columns, indent=4) + "\n")
 
 
@@ -293,6 +318,7 @@ def export_bids(
             "closed_cleanly": recorded.complete,
             "reader_repairs": list(recorded.repairs),
             "markers": len(recorded.markers),
+            "markers_clamped_onto_eeg": sum(OUTSIDE_COLUMN in m for m in inside),
             "markers_outside_eeg": len(recorded.markers) - len(inside),
         },
     }

@@ -319,3 +319,30 @@ def test_a_block_planned_past_the_last_sample_ends_there_in_events_tsv(tmp_path:
     assert float(event["duration"]) == pytest.approx(111 / RATE, abs=1e-3)
     markers = read_session(tmp_path / "session").markers
     assert markers[0]["duration_s"] == 10.0, "the markers log keeps the planned duration"
+
+
+def test_markers_just_outside_the_eeg_are_clamped_onto_it_and_flagged(tmp_path: Path) -> None:
+    """A session's first block_start stamped 1 ms before the first EEG sample arrived, and its
+    session_end 50 ms after the last: both stay in events.tsv, on the edge samples."""
+    config = SimulatorConfig()
+    samples = synthesize(config, Schedule(), 0, 512).astype(np.float32)
+    stamps = 500.0 + np.arange(512) / RATE
+    with SessionRecorder(tmp_path / "session", list(config.channels), RATE) as recorder:
+        recorder.write_eeg(stamps, samples)
+        recorder.marker("block_start", stamps[0] - 0.001, block="eyes_open", duration_s=1.0)
+        recorder.marker("block_start", stamps[256], block="eyes_closed", duration_s=0.5)
+        recorder.marker("session_end", stamps[-1] + 0.05)
+        recorder.marker("late", stamps[-1] + 5.0)  # not "just after": left out
+    root = tmp_path / "bids"
+    export_bids(read_session(tmp_path / "session"), root, "01", None, "bcmi", {}, {}, [])
+    events = read_tsv(root / "sub-01" / "eeg" / "sub-01_task-bcmi_events.tsv")
+    assert [e["trial_type"] for e in events] == ["block_start", "block_start", "session_end"]
+    first, inside, end = events
+    assert (first["block"], float(first["onset"])) == ("eyes_open", 0.0)
+    assert float(first["outside_eeg_s"]) == pytest.approx(-0.001)
+    assert float(first["duration"]) == pytest.approx(0.999, abs=1e-3)  # it still ends on time
+    assert inside["outside_eeg_s"] == "n/a"
+    assert float(end["onset"]) == pytest.approx(511 / RATE, abs=1e-3)
+    assert float(end["outside_eeg_s"]) == pytest.approx(0.05)
+    described = json.loads((root / "sub-01" / "eeg" / "sub-01_task-bcmi_events.json").read_text())
+    assert "before the first sample" in described["outside_eeg_s"]["Description"]
