@@ -211,10 +211,10 @@ def prepare(data: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def model_formula(covariates: Sequence[str]) -> str:
-    return 'faa ~ C(target_emotion, Treatment("sad")) * time_centred' + "".join(
-        f" + {name}" for name in covariates
-    )
+def model_formula(covariates: Sequence[str], with_time: bool = True) -> str:
+    emotion = 'C(target_emotion, Treatment("sad"))'
+    terms = f"{emotion} * time_centred" if with_time else emotion
+    return f"faa ~ {terms}" + "".join(f" + {name}" for name in covariates)
 
 
 def fit_lme(
@@ -222,12 +222,14 @@ def fit_lme(
     covariates: Sequence[str] = DEFAULT_COVARIATES,
     try_random_slope: bool = True,
     alpha: float = 0.05,
+    with_time: bool = True,
 ) -> LmeResult:
-    """Fit the model (module docstring); a random slope for time only if it fits cleanly."""
+    """Fit the model (module docstring); a random slope for time only if it fits cleanly.
+    Without time, the model is FAA ~ emotion + covariates (bci/study_analysis.py says when)."""
     frame = prepare(data, covariates)
-    formula = model_formula(covariates)
+    formula = model_formula(covariates, with_time)
     rejected = ""
-    if try_random_slope:
+    if try_random_slope and with_time:
         fit, problems = _fit(formula, frame, "~time_centred")
         rejected = _slope_problem(fit, problems)
         if fit is not None and not rejected:
@@ -363,6 +365,8 @@ def _variance_partition(
     rows = []
     for component in ("target_emotion", "time", *covariates):
         columns = [i for i, name in enumerate(names) if _term_of(name) == component]
+        if not columns:  # a term the model left out
+            continue
         contribution = exog[:, columns] @ beta[columns]
         rows.append((component, "fixed", float(np.cov(contribution, prediction)[0, 1])))
     rows += [("participant", "random", random), ("residual", "residual", residual)]

@@ -3,19 +3,18 @@
 `write_report` writes one self-contained HTML file (every plot embedded as a base64 PNG, so
 the file can be mailed or archived on its own) and tidy CSVs, one table each:
 
+    faa_bins.csv            the tidy bins the model reads (bci/study.py)
+    signal_quality.csv      participant, session, channel, windows, gated, gated_share, the
+                            checks, non_finite_samples, dropped_samples
+    faa_by_block.csv        participant, block, target_emotion, faa_mean, faa_sd, n_bins
+                            (+ sam_valence, sam_arousal when the data has them)
     fixed_effects.csv       term, model_term, estimate, se, ci_low, ci_high, p
     variance_partition.csv  component, kind, variance, share
     r2.csv                  r2_marginal, r2_conditional, random_slope, converged
-    faa_by_block.csv        participant, block, target_emotion, faa_mean, faa_sd, n_bins
-                            (+ sam_valence, sam_arousal when the data has them)
 
-Plots are drawn on `matplotlib.figure.Figure` objects and rendered by the Agg canvas, never
-through pyplot: pyplot keeps global figure state and may pick a GUI backend, neither of which
-belongs in a library that a server process might call.
-
-Confidence intervals in the FAA-over-time plot treat participants as the unit: bins are
-averaged within each participant first, then a t interval is taken across participants, since
-bins of one person are not independent.
+The descriptive part (the first three, and their plots) is always written; the model's tables
+only when a model was fitted (bci/study_analysis.py says when), and stale ones from an earlier
+run are removed so that a folder never mixes two analyses.
 """
 
 from __future__ import annotations
@@ -25,33 +24,45 @@ import html
 import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats
 
-from bci.analysis import EMOTIONS, LmeResult
-from bci.analysis_checks import ManipulationCheck, Sensitivity, check_manipulation
+from bci.analysis import LmeResult
+from bci.analysis_checks import ManipulationCheck, Sensitivity
+from bci.analysis_figures import (
+    faa_by_participant_figure,
+    faa_over_time_figure,
+    participant_intercepts_figure,
+    sam_check_figure,
+)
+from bci.study_analysis import StudyAnalysis, collected_warnings
 
-EMOTION_COLOURS = {"happy": "#d95f02", "sad": "#1b9e77"}
 SEED_STUDY_MANIPULATION_SHARE = 0.004  # "A minimalist BCMI...": 0.40 % of FAA variance
 SAM_COLUMNS = ("sam_valence", "sam_arousal")
+MODEL_TABLES = ("fixed_effects", "variance_partition", "r2")
 
 
-def tidy_tables(result: LmeResult, data: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The CSV tables, keyed by file stem."""
-    r2 = pd.DataFrame({
-        "r2_marginal": [result.r2_marginal],
-        "r2_conditional": [result.r2_conditional],
-        "random_slope": [result.random_slope],
-        "converged": [result.converged],
-    })  # fmt: skip
-    return {
-        "fixed_effects": result.fixed_effects,
-        "variance_partition": result.variance_partition,
-        "r2": r2,
-        "faa_by_block": faa_by_block(data),
+def tidy_tables(analysis: StudyAnalysis) -> dict[str, pd.DataFrame]:
+    """The CSV tables, keyed by file stem: the model's only when there is one."""
+    bins = analysis.study.bins
+    tables = {
+        "faa_bins": bins,
+        "signal_quality": analysis.study.quality,
+        "faa_by_block": faa_by_block(bins),
     }
+    result = analysis.model
+    if result is not None:
+        tables |= {
+            "fixed_effects": result.fixed_effects,
+            "variance_partition": result.variance_partition,
+            "r2": pd.DataFrame({
+                "r2_marginal": [result.r2_marginal],
+                "r2_conditional": [result.r2_conditional],
+                "random_slope": [result.random_slope],
+                "converged": [result.converged],
+            }),
+        }  # fmt: skip
+    return tables
 
 
 def faa_by_block(data: pd.DataFrame) -> pd.DataFrame:
@@ -65,48 +76,112 @@ def faa_by_block(data: pd.DataFrame) -> pd.DataFrame:
     return data.groupby(keys, as_index=False).agg(**aggregations)
 
 
-def write_report(
-    result: LmeResult,
-    data: pd.DataFrame,
-    path_html: Path,
-    csv_dir: Path,
-    sensitivity: Sensitivity | None = None,
-) -> list[Path]:
-    """Write the HTML report and the CSVs; return the paths written. The manipulation check
-    is included when the data has SAM valence; the sensitivity when one is passed (it costs
-    model fits, so the caller decides)."""
+def write_report(analysis: StudyAnalysis, path_html: Path, csv_dir: Path) -> list[Path]:
+    """Write the HTML report and the CSVs; return the paths written, the report first."""
     csv_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for stem, table in tidy_tables(result, data).items():
+    tables = tidy_tables(analysis)
+    for stem in MODEL_TABLES:
+        if stem not in tables:
+            (csv_dir / f"{stem}.csv").unlink(missing_ok=True)
+    for stem, table in tables.items():
         path = csv_dir / f"{stem}.csv"
         table.to_csv(path, index=False)
         written.append(path)
-    manipulation = check_manipulation(data) if "sam_valence" in data.columns else None
     path_html.parent.mkdir(parents=True, exist_ok=True)
-    path_html.write_text(render_html(result, data, manipulation, sensitivity))
+    path_html.write_text(render_html(analysis))
     return [path_html, *written]
 
 
-def render_html(
-    result: LmeResult,
-    data: pd.DataFrame,
-    manipulation: ManipulationCheck | None,
-    sensitivity: Sensitivity | None,
-) -> str:
+def render_html(analysis: StudyAnalysis) -> str:
+    notes = list(analysis.library_warnings)
+    with collected_warnings(notes):  # drawing can warn too: those go to the report as well
+        sections = [*_descriptive_sections(analysis), *_model_sections(analysis)]
+    if notes:
+        sections += [
+            "<h2>What the libraries warned</h2>",
+            _paragraph("Collected while reading, fitting and drawing (nothing is printed on "
+                       "the terminal):"),
+            "<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in notes) + "</ul>",
+        ]  # fmt: skip
+    body = "\n".join(sections)
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Bandmate BCMI analysis</title><style>"
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ccc}"
+        f"img{{max-width:100%}}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def _descriptive_sections(analysis: StudyAnalysis) -> list[str]:
+    bins, quality = analysis.study.bins, analysis.study.quality
+    sessions = bins[["participant", "session"]].drop_duplicates()
+    return [
+        "<h1>Does instructed emotion move frontal alpha asymmetry?</h1>",
+        _paragraph(
+            f"{analysis.n_participants} participants ({len(sessions)} sessions), "
+            f"{bins['block'].groupby(bins['participant']).nunique().sum()} emotion blocks, "
+            f"{len(bins)} time bins with clean EEG."
+        ),
+        "<h2>FAA over time, per block and participant</h2>",
+        _image(faa_by_participant_figure(bins)),
+        "<h2>Signal quality</h2>",
+        _paragraph(
+            "Per channel, every analysed 2 s window judged on that channel alone: how many "
+            "were gated, and by which check (a window can fail several); the model uses the "
+            "windows that pass on both channels. non_finite_samples counts NaN or Inf samples "
+            "on the channel; dropped_samples the samples the stream lost (LSL stamps), which "
+            "every channel of a session shares."
+        ),
+        _table(quality),
+        "<h2>FAA by emotion over the block</h2>",
+        _image(faa_over_time_figure(bins)),
+    ]
+
+
+def _model_sections(analysis: StudyAnalysis) -> list[str]:
+    sections = ["<h2>Model</h2>"]
+    result = analysis.model
+    if result is None:
+        sections.append(_paragraph(_sentences(analysis.model_notes)))
+    else:
+        if analysis.model_notes:
+            sections.append(_paragraph(
+                "A smaller model than the full one was fitted. " + _sentences(analysis.model_notes)
+            ))  # fmt: skip
+        sections += _fit_sections(result)
+    sections.append("<h2>Manipulation check (SAM valence)</h2>")
+    if analysis.manipulation is None:
+        sections.append(_paragraph(_sentences((f"not run: {analysis.manipulation_note}",))))
+    else:
+        sections += [_paragraph(_describe_manipulation(analysis.manipulation)),
+                     _image(sam_check_figure(analysis.study.bins))]  # fmt: skip
+    if analysis.sensitivity is not None:
+        sensitivity = _describe_sensitivity(analysis.sensitivity)
+        sections += ["<h2>Sensitivity</h2>", _paragraph(sensitivity)]
+    return sections
+
+
+def _fit_sections(result: LmeResult) -> list[str]:
     emotion = result.emotion_effect
+    with_time = "time_centred" in result.formula
     confidence = f"{100 * (1 - result.alpha):g} %"
     structure = "random intercept and slope for time" if result.random_slope else (
         "random intercept" + (f" (slope dropped: {result.slope_rejected_because})"
                               if result.slope_rejected_because else ""))  # fmt: skip
-    sections = [
-        "<h1>Does instructed emotion move frontal alpha asymmetry?</h1>",
+    return [
         _paragraph(
             f"{result.n_participants} participants, {result.n_observations} time bins. "
             f"Model: <code>{html.escape(result.formula)}</code>, by participant, with a "
             f"{html.escape(structure)}; REML, converged: {result.converged}"
-            f"{', singular fit' if result.singular else ''}. Time is centred at "
-            f"{result.time_centre:.3g} min, so the emotion effect is the happy - sad "
-            "difference in FAA at mid-block."
+            f"{', singular fit' if result.singular else ''}."
+            + (
+                f" Time is centred at {result.time_centre:.3g} min, so the emotion effect is "
+                "the happy - sad difference in FAA at mid-block."
+                if with_time
+                else ""
+            )
         ),
         _paragraph(
             f"Happy - sad: {emotion['estimate']:.3g} FAA ({confidence} CI "
@@ -116,33 +191,33 @@ def render_html(
             f"participants {100 * result.participant_share:.1f} %. "
             f"R2 marginal {result.r2_marginal:.3f}, conditional {result.r2_conditional:.3f}."
         ),
-        "<h2>Fixed effects</h2>",
+        *(
+            [
+                _paragraph(
+                    "statsmodels warned about this fit: "
+                    + html.escape("; ".join(result.fit_warnings))
+                    + "."
+                )
+            ]
+            if result.fit_warnings
+            else []
+        ),
+        "<h3>Fixed effects</h3>",
         _table(result.fixed_effects),
-        "<h2>Variance partition</h2>",
+        "<h3>Variance partition</h3>",
         _paragraph(
             "Fixed-effect variance is split among terms by covariance shares (see "
             "bci/analysis.py); target_emotion includes its interaction with time."
         ),
         _table(result.variance_partition),
-        "<h2>FAA by emotion over the block</h2>",
-        _image(faa_over_time_figure(data)),
-        "<h2>Participant intercepts</h2>",
+        "<h3>Participant intercepts</h3>",
         _image(participant_intercepts_figure(result)),
     ]
-    if manipulation is not None:
-        sections += ["<h2>Manipulation check (SAM valence)</h2>",
-                     _paragraph(_describe_manipulation(manipulation)),
-                     _image(sam_check_figure(data))]  # fmt: skip
-    if sensitivity is not None:
-        sections += ["<h2>Sensitivity</h2>", _paragraph(_describe_sensitivity(sensitivity))]
-    body = "\n".join(sections)
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        "<title>Bandmate BCMI analysis</title><style>"
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ccc}"
-        f"img{{max-width:100%}}</style></head><body>\n{body}\n</body></html>\n"
-    )
+
+
+def _sentences(notes: tuple[str, ...]) -> str:
+    """Notes as sentences: capitalised, each ending in a full stop."""
+    return " ".join(html.escape(note[:1].upper() + note[1:]) + "." for note in notes)
 
 
 def _describe_manipulation(check: ManipulationCheck) -> str:
@@ -168,61 +243,6 @@ def _describe_sensitivity(sensitivity: Sensitivity) -> str:
         f"{100 * sensitivity.minimal_variance_share:.2f} % share of variance (analytic: "
         f"{sensitivity.analytic_effect:.3g} FAA)."
     )
-
-
-def faa_over_time_figure(data: pd.DataFrame) -> Figure:
-    """Mean FAA per time bin and emotion with t intervals across participants."""
-    per_participant = data.groupby(["target_emotion", "time_bin", "participant"], as_index=False)
-    means = per_participant.agg(faa=("faa", "mean"), time=("time", "mean"))
-    figure = Figure(figsize=(6.4, 3.6))
-    axes = figure.add_subplot()
-    for emotion in EMOTIONS:
-        rows = means[means["target_emotion"] == emotion]
-        summary = rows.groupby("time_bin").agg(
-            time=("time", "mean"), mean=("faa", "mean"), sd=("faa", "std"), n=("faa", "count")
-        )
-        critical = stats.t.ppf(0.975, np.maximum(summary["n"] - 1, 1))
-        margin = np.nan_to_num(critical * summary["sd"] / np.sqrt(summary["n"]))
-        colour = EMOTION_COLOURS[emotion]
-        axes.plot(summary["time"], summary["mean"], marker="o", color=colour, label=emotion)
-        axes.fill_between(summary["time"], summary["mean"] - margin, summary["mean"] + margin,
-                          color=colour, alpha=0.2)  # fmt: skip
-    axes.set_xlabel("minutes from block start")
-    axes.set_ylabel("FAA (mean over participants, 95 % CI)")
-    axes.legend()
-    return figure
-
-
-def participant_intercepts_figure(result: LmeResult) -> Figure:
-    """Each participant's random-intercept deviation (BLUP), sorted."""
-    effects = result.participant_effects.sort_values("intercept")
-    figure = Figure(figsize=(6.4, max(2.0, 0.25 * len(effects) + 1.0)))
-    axes = figure.add_subplot()
-    axes.scatter(effects["intercept"], effects["participant"], color="#444444")
-    axes.axvline(0.0, color="#999999", linewidth=1)
-    axes.set_xlabel(
-        f"intercept deviation from the fixed effects (BLUP, FAA); fitted SD "
-        f"{np.sqrt(result.participant_variance):.3g}"
-    )
-    return figure
-
-
-def sam_check_figure(data: pd.DataFrame) -> Figure:
-    """Per participant: mean SAM valence after sad blocks and after happy blocks."""
-    blocks = data.groupby(["participant", "block"], as_index=False).first()
-    means = blocks.pivot_table(index="participant", columns="target_emotion",
-                               values="sam_valence", aggfunc="mean").dropna()  # fmt: skip
-    figure = Figure(figsize=(4.0, 3.6))
-    axes = figure.add_subplot()
-    for _, row in means.iterrows():
-        axes.plot([0, 1], [row["sad"], row["happy"]], color="#999999", marker="o")
-    axes.plot([0, 1], [means["sad"].mean(), means["happy"].mean()], color="black",
-              linewidth=3, marker="o", label="mean")  # fmt: skip
-    axes.set_xticks([0, 1], ["sad", "happy"])
-    axes.set_ylim(0.5, 9.5)
-    axes.set_ylabel("SAM valence (1-9)")
-    axes.legend()
-    return figure
 
 
 def _image(figure: Figure) -> str:

@@ -77,6 +77,9 @@ class GateFlags:
         return {**asdict(self), "gated": self.gated}
 
 
+CHECKS = tuple(GateFlags.__dataclass_fields__)
+
+
 def _below_nyquist(band: tuple[float, float], rate: float, name: str) -> tuple[float, float]:
     high = min(band[1], rate / 2.0 - NYQUIST_MARGIN_HZ)
     if high <= band[0]:
@@ -92,11 +95,25 @@ def _band_ratio(
     return np.divide(power, total, out=np.zeros_like(power), where=total > 0.0)
 
 
-def check_window(
+@dataclass(frozen=True)
+class ChannelCheck:
+    """One channel of a window judged on its own: what the experimenter's status shows."""
+
+    flags: GateFlags
+    peak_to_peak_uv: float  # nan when the channel holds a NaN or Inf
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """The names of the checks this channel failed, e.g. ("blink",)."""
+        return tuple(name for name, raised in asdict(self.flags).items() if raised)
+
+
+def check_channels(
     window: np.ndarray, rate: float, dropped_fraction: float, config: GateConfig
-) -> GateFlags:
-    """Flags for one window, [channels, samples] in microvolts. `dropped_fraction` is the
-    fraction of this window's samples the transport lost (the caller counts them)."""
+) -> tuple[ChannelCheck, ...]:
+    """Each channel's flags, [channels, samples] in microvolts. `dropped_fraction` is the
+    fraction of this window's samples the transport lost (the caller counts them): a
+    transport loss hits every channel alike."""
     if window.ndim != 2:
         raise ValueError(f"window must be [channels, samples], got shape {window.shape}")
     if window.shape[1] < MIN_WINDOW_S * rate:
@@ -106,19 +123,42 @@ def check_window(
     if not 0.0 <= dropped_fraction <= 1.0:
         raise ValueError(f"dropped_fraction must be in [0, 1], got {dropped_fraction}")
     drops = dropped_fraction > config.max_drop_rate
-    if not np.all(np.isfinite(window)):  # no spectrum, no amplitude: nothing else to judge
-        return GateFlags(False, False, False, False, drops, non_finite=True)
-
-    peak_to_peak = np.ptp(window, axis=1)  # [channels]
-    freqs, psd = welch_psd(window, rate, GATE_SEGMENT_S)  # [channels, F]
+    finite = np.all(np.isfinite(window), axis=1)  # [channels]
+    # A channel with a NaN or Inf has no spectrum and no amplitude: nothing else to judge.
+    clean = np.where(finite[:, None], window, 0.0)
+    peak_to_peak = np.ptp(clean, axis=1)  # [channels]
+    freqs, psd = welch_psd(clean, rate, GATE_SEGMENT_S)  # [channels, F]
     total = integrate_band(freqs, psd, _below_nyquist(config.total_band, rate, "total_band"))
     blink = _band_ratio(freqs, psd, _below_nyquist(config.blink_band, rate, "blink_band"), total)
     emg = _band_ratio(freqs, psd, _below_nyquist(config.emg_band, rate, "emg_band"), total)
-    return GateFlags(
-        flatline=bool(np.any(peak_to_peak < config.flatline_uv)),
-        peak_to_peak=bool(np.any(peak_to_peak > config.max_peak_to_peak_uv)),
-        blink=bool(np.any(blink > config.blink_ratio)),
-        emg=bool(np.any(emg > config.emg_ratio)),
-        drops=drops,
-        non_finite=False,
+    return tuple(
+        ChannelCheck(
+            GateFlags(
+                flatline=bool(ok and peak_to_peak[c] < config.flatline_uv),
+                peak_to_peak=bool(ok and peak_to_peak[c] > config.max_peak_to_peak_uv),
+                blink=bool(ok and blink[c] > config.blink_ratio),
+                emg=bool(ok and emg[c] > config.emg_ratio),
+                drops=drops,
+                non_finite=not ok,
+            ),
+            float(peak_to_peak[c]) if ok else float("nan"),
+        )
+        for c, ok in enumerate(finite)
     )
+
+
+def combine(checks: tuple[ChannelCheck, ...]) -> GateFlags:
+    """The window's flags: any channel's. A window with a NaN or Inf anywhere is flagged for
+    that alone (and drops), as its features cannot be computed whatever the other channels
+    show."""
+    if any(check.flags.non_finite for check in checks):
+        return GateFlags(False, False, False, False, checks[0].flags.drops, non_finite=True)
+    raised = {name: any(getattr(check.flags, name) for check in checks) for name in CHECKS}
+    return GateFlags(**raised)
+
+
+def check_window(
+    window: np.ndarray, rate: float, dropped_fraction: float, config: GateConfig
+) -> GateFlags:
+    """Flags for one window, [channels, samples] in microvolts: any channel's (`combine`)."""
+    return combine(check_channels(window, rate, dropped_fraction, config))

@@ -1,7 +1,8 @@
 """A simulated study written as BIDS, to test and demonstrate the analysis end to end.
 
 Each participant: a 10 s baseline, then emotion blocks (happy and sad, alternating, the
-order flipped for every other participant), each rated on SAM. The EEG comes from the
+order flipped for every other participant), each rated on SAM, named as a protocol names
+them (each name recurs, as in the seed study's repeated blocks). The EEG comes from the
 simulator's `synthesize`, whose asymmetry per block is the participant's random intercept
 plus `effect / 2` for happy or `- effect / 2` for sad, plus block-to-block noise. FAA, as
 ln P(AF8) - ln P(AF7), moves with the asymmetry (by about 2x it for the alpha alone; the
@@ -36,6 +37,7 @@ class SimulatedStudy:
     block_s: float = 20.0
     seed: int = 0
     task: str = "bcmi"
+    auto_ratings: bool = False  # every SAM rating 5, as `session run --ratings auto` records
 
 
 def simulate_study_bids(root: Path, study: SimulatedStudy) -> list[float]:
@@ -63,15 +65,16 @@ def simulate_study_bids(root: Path, study: SimulatedStudy) -> list[float]:
                 recorder.write_eeg(np.arange(total) / rate, data.astype(np.float32))
                 for number, emotion in enumerate(order):
                     onset = BASELINE_S + number * study.block_s
-                    name = f"{emotion}_{number // 2 + 1}"
-                    recorder.marker("block_start", onset, block=name, block_kind="emotion",
+                    recorder.marker("block_start", onset, block=emotion, block_kind="emotion",
                                     target_emotion=emotion, music="feedback",
                                     duration_s=study.block_s)  # fmt: skip
                     valence = int(
                         np.clip(round(rng.normal(7 if emotion == "happy" else 3, 1)), 1, 9)
                     )
                     arousal = int(np.clip(round(rng.normal(5, 1.5)), 1, 9))
-                    recorder.marker("rating", onset + study.block_s - 0.5, block=name,
+                    if study.auto_ratings:
+                        valence = arousal = 5
+                    recorder.marker("rating", onset + study.block_s - 0.5, block=emotion,
                                     valence=valence, arousal=arousal)  # fmt: skip
             covariates = {"musical_training": float(rng.integers(0, 10)),
                           "acting": float(rng.integers(0, 2))}  # fmt: skip

@@ -73,28 +73,17 @@ def analyze(
         200, help="Simulated refits for the sensitivity (0: analytic)."
     ),
 ) -> None:
-    """FAA per block and time bin, a linear mixed model (FAA ~ emotion * time + covariates +
-    (1 | participant)), R², variance partition, manipulation check and sensitivity."""
-    from bci.analysis import fit_lme
-    from bci.analysis_checks import sensitivity_analysis
+    """FAA per block and time bin, signal quality, and a linear mixed model (FAA ~ emotion *
+    time + covariates + (1 | participant)) as far as the data allow: R², variance partition,
+    manipulation check and sensitivity. A pilot too small for the model still gets the
+    descriptive report, which says why."""
     from bci.analysis_report import write_report
-    from bci.study import PARTICIPANT_COLUMNS, StudyConfig, load_study
+    from bci.study import StudyConfig
+    from bci.study_analysis import analyse_bids
 
-    data = load_study(bids_root, StudyConfig(task=task, bin_s=bin_s))
-    fixed = {"participant", "block", "target_emotion", "time_bin", "time", "faa",
-             "sam_valence", "sam_arousal"} | PARTICIPANT_COLUMNS  # fmt: skip
-    covariates = tuple(c for c in data.columns
-                       if c not in fixed and data[c].nunique() > 1)  # fmt: skip
-    result = fit_lme(data, covariates=covariates)
-    sensitivity = sensitivity_analysis(result, data, n_simulations=simulations)
-    written = write_report(result, data, report, csv_dir or report.parent / "tables", sensitivity)
-    emotion = result.emotion_effect
-    typer.echo(
-        f"{result.n_participants} participants, {result.n_observations} bins: happy - sad FAA "
-        f"{emotion.estimate:+.3f} (95 % CI {emotion.ci_low:+.3f} to {emotion.ci_high:+.3f}, "
-        f"p = {emotion.p:.3g}); R² marginal {result.r2_marginal:.3f}, conditional "
-        f"{result.r2_conditional:.3f}; wrote {', '.join(str(p) for p in written[:1])} and CSVs"
-    )
+    analysis = analyse_bids(bids_root, StudyConfig(task=task, bin_s=bin_s), simulations)
+    written = write_report(analysis, report, csv_dir or report.parent / "tables")
+    typer.echo(f"{analysis.summary()}; wrote {written[0]} and CSVs in {written[1].parent}")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bci.analysis import LmeResult, fit_lme, simulate_study
+from bci.analysis import DEFAULT_COVARIATES, LmeResult, fit_lme, simulate_study
 from bci.analysis_checks import check_manipulation, sensitivity_analysis
 from bci.analysis_report import write_report
+from bci.study import Study
+from bci.study_analysis import analyse_study
 
 NULL_SEEDS = range(20)
 
@@ -107,12 +109,12 @@ def test_the_simulated_sensitivity_agrees_with_the_analytic_one() -> None:
 
 
 def test_the_report_embeds_plots_and_tables_and_writes_tidy_csvs(tmp_path: Path) -> None:
-    data = simulate_study(seed=5)
-    result = fit_lme(data)
-    sensitivity = sensitivity_analysis(result, data, n_simulations=0)
-    write_report(result, data, tmp_path / "report.html", tmp_path / "csv", sensitivity)
+    data = simulate_study(seed=5).assign(session="")
+    study = Study(data, pd.DataFrame({"participant": [], "channel": []}), DEFAULT_COVARIATES)
+    write_report(analyse_study(study, simulations=0), tmp_path / "report.html", tmp_path / "csv")
     page = (tmp_path / "report.html").read_text()
-    assert page.count('<img src="data:image/png;base64,') == 3
+    # FAA per participant, FAA by emotion, participant intercepts, SAM valence
+    assert page.count('<img src="data:image/png;base64,') == 4
     assert "<table" in page
     assert "happy - sad" in page
     assert "Manipulation check" in page

@@ -32,7 +32,7 @@ def test_analyze_recovers_a_planted_effect_and_variance_partition_from_a_bids_st
     study = SimulatedStudy(participants=8, effect=0.1, seed=2)
     planted = planted_partition(study, simulate_study_bids(root, study))
     assert_valid_bids(root)
-    data = load_study(root)
+    data = load_study(root).bins
     assert set(data.participant) == {f"sub-{i:02d}" for i in range(1, 9)}
     assert {"musical_training", "acting", "sam_valence"} <= set(data.columns)
     report = tmp_path / "out" / "report.html"
