@@ -33,7 +33,7 @@ from bci.faa import FaaConfig, ValenceTracker, WindowFeatures, window_features
 from bci.lsl_input import EegInput, StreamQuery
 from bci.mapping import MappingConfig, MusicParams, ParameterMapper
 from bci.montage import MUSE, Montage
-from bci.quality import GateConfig, GateFlags, check_window
+from bci.quality import ChannelCheck, GateConfig, GateFlags, check_channels, combine
 
 log = logging.getLogger("bandmate.bci")
 
@@ -70,6 +70,7 @@ class WindowResult:
     valence: float
     arousal: float | None
     params: MusicParams | None  # None during the baseline
+    channels: tuple[ChannelCheck, ...]  # left, right, each judged alone (the live status)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,7 +106,8 @@ class WindowProcessor:
         now = float(stamps[-1])
         if self.baseline_until is None:
             self.baseline_until = float(stamps[0]) + self.config.baseline_s
-        flags = check_window(np.stack([left, right]), rate, dropped_fraction, self.config.gate)
+        channels = check_channels(np.stack([left, right]), rate, dropped_fraction, self.config.gate)
+        flags = combine(channels)
         band = self.tracker.baseline.alpha_band if self.tracker.baseline else None
         unusable = flags.flatline or flags.non_finite  # no log of zero power, no NaN features
         features = None if unusable else window_features(left, right, rate, self.config.faa, band)
@@ -115,11 +117,11 @@ class WindowProcessor:
                 self.tracker.add_baseline(clean)
             if now >= self.baseline_until:
                 self._finish_baseline(now)
-            return WindowResult(now, "baseline", flags, features, 0.0, None, None)
+            return WindowResult(now, "baseline", flags, features, 0.0, None, None, channels)
         valence = self.tracker.update(clean, now)
         self.params = self.mapper.map(valence, self.tracker.arousal)
         return WindowResult(
-            now, "feedback", flags, features, valence, self.tracker.arousal, self.params
+            now, "feedback", flags, features, valence, self.tracker.arousal, self.params, channels
         )
 
     def _finish_baseline(self, now: float) -> None:

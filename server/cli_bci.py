@@ -42,8 +42,12 @@ def run(
         None, help="HOST:PORT of `bandmate serve --osc-port`: valence drives its noise scale."
     ),
 ) -> None:
-    """Turn prefrontal EEG (frontal alpha asymmetry) into music, live."""
-    from bci.loop import BciRunConfig
+    """Turn prefrontal EEG (frontal alpha asymmetry) into music, live, with a status line:
+    the calibration countdown, then the valence; each channel's quality; gated windows and
+    dropped samples."""
+    from bci.console import Console
+    from bci.live_status import loop_status
+    from bci.loop import BciRunConfig, WindowResult
     from bci.lsl_input import StreamQuery
     from bci.montage import MUSE, load_montage
     from bci.session_run import BciOutputs, BciSession
@@ -57,7 +61,12 @@ def run(
     )
     outputs = BciOutputs(midi_port, midi_api, midi_clock, log, not no_outlets, server_osc,
                          synth_driver if synth and not midi_port else None)  # fmt: skip
-    session = BciSession(config, outputs)
+    console = Console()
+
+    def status(result: WindowResult) -> None:
+        console.status(loop_status(session.loop, result.lsl_time))
+
+    session = BciSession(config, outputs, on_window=status)
     if midi_port is None:
         silent = "no --midi-port and --no-synth: the music runs silently (logged only)"
         typer.echo(
@@ -67,6 +76,7 @@ def run(
     signal.signal(signal.SIGINT, lambda *_: session.stop())
     signal.signal(signal.SIGTERM, lambda *_: session.stop())
     summary = session.run()
+    console.end_status()
     typer.echo(
         f"{summary.windows} windows ({summary.gated} gated, {summary.non_finite} of them for "
         f"NaN/Inf), {summary.midi_messages} MIDI messages, {summary.dropped} samples dropped, "

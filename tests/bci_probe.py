@@ -93,3 +93,49 @@ def windows(records: list[dict[str, Any]], phase: str | None = None) -> list[dic
 
 def input_events(records: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
     return [r for r in records if r["type"] == "input" and r["event"] == event]
+
+
+def run_on_a_terminal(command: list[str], timeout_s: float) -> tuple[int, str, str]:
+    """Run `command` with its stdout on a pseudo-terminal, as an experimenter's terminal is
+    (status lines are redrawn in place there); its exit code, stdout and stderr."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    main, terminal = pty.openpty()
+    process = subprocess.Popen(command, stdout=terminal, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+    os.close(terminal)
+    output = bytearray()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if select.select([main], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # EIO: the command closed the terminal (it exited)
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif process.poll() is not None:
+                break
+        else:
+            raise AssertionError(f"{command[:3]} ran past {timeout_s:g} s")
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(main)
+    return process.returncode, output.decode(errors="replace"), stderr
+
+
+def status_lines(terminal_output: str) -> list[str]:
+    """Every state the status line was drawn in, in order: the pieces between redraws
+    (bci/console.py's CLEAR_LINE) and line ends that hold the status's " | " separators."""
+    from bci.console import CLEAR_LINE
+
+    pieces = terminal_output.replace("\r\n", "\n").replace(CLEAR_LINE, "\n").split("\n")
+    return [piece.strip() for piece in pieces if " | " in piece]
