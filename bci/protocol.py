@@ -34,6 +34,7 @@ being validated, so they point at the offending entry rather than at the top of 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -225,14 +226,16 @@ class Protocol(BaseModel):
 
 @dataclass(frozen=True)
 class PlannedBlock:
-    """One block as a participant will do it: its place in the session and its planned onset
+    """One block as a participant will do it: its place in the session, its planned onset
     (seconds from the session's start, summing the durations before it; the self-paced
-    ratings are not counted, so real onsets drift later by the time ratings take)."""
+    ratings are not counted, so real onsets drift later by the time ratings take) and how long
+    it runs: the protocol's duration times the session's time scale."""
 
     index: int  # 0-based position in the session
     repetition: int  # 0-based
     block: Block
     onset_s: float
+    duration_s: float
 
 
 def balanced_latin_square(conditions: int) -> list[list[int]]:
@@ -250,11 +253,16 @@ def balanced_latin_square(conditions: int) -> list[list[int]]:
     return rows
 
 
-def plan_session(protocol: Protocol, participant_index: int) -> list[PlannedBlock]:
+def plan_session(
+    protocol: Protocol, participant_index: int, time_scale: float = 1.0
+) -> list[PlannedBlock]:
     """The blocks participant `participant_index` (0-based) does, in order, with planned onsets.
-    Deterministic: the same protocol and index always give the same plan."""
+    Deterministic: the same protocol and index always give the same plan. `time_scale`
+    multiplies every duration (0.1 runs a 12-minute protocol in 72 s, for pilots and tests)."""
     if participant_index < 0:
         raise ValueError(f"participant_index is 0-based, got {participant_index}")
+    if not 0 < time_scale < math.inf:
+        raise BciError(f"the time scale must be a positive number, got {time_scale:g}")
     plan: list[PlannedBlock] = []
     onset_s = 0.0
     for repetition in range(protocol.repetitions):
@@ -263,12 +271,10 @@ def plan_session(protocol: Protocol, participant_index: int) -> list[PlannedBloc
                 continue
             for name in _ordered_names(item, participant_index):
                 block = protocol.block(name)
-                plan.append(
-                    PlannedBlock(
-                        index=len(plan), repetition=repetition, block=block, onset_s=onset_s
-                    )
-                )
-                onset_s += block.duration_s
+                duration_s = block.duration_s * time_scale
+                plan.append(PlannedBlock(index=len(plan), repetition=repetition, block=block,
+                                         onset_s=onset_s, duration_s=duration_s))  # fmt: skip
+                onset_s += duration_s
     return plan
 
 

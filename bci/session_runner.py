@@ -1,15 +1,26 @@
 """`bandmate session run`: one participant through a protocol, recorded without loss.
 
+What the participant sees and hears is the participant page (bci/participant_page.py): each
+block's instruction with a get-ready countdown, the fixation cross with the block's time
+left, the end-of-block tone, and the SAM scales. What the experimenter sees is the terminal
+(bci/console.py): a line per block and a live status line; typing `p` and Enter pauses (the
+page says so and the music stops), `r` and Enter resumes, and the interrupted block then runs
+again from its start (an induction broken off is not continued; the analysis leaves the
+broken-off one out). `time_scale` shortens every duration, for pilots and tests.
+
 What runs, all on LSL's clock:
 - the EEG stream, every channel, from its own inlet into the crash-safe `SessionRecorder`
   (bci/recorder.py: on disk within 0.5 s, so a kill -9 loses at most that);
-- typed markers at every block boundary and rating, both into the recording and out on an
-  LSL outlet ("BandmateMarkers", JSON strings) for any other recorder;
+- typed markers at every block boundary, cue (instruction, fixation, tone, each SAM scale),
+  rating, pause and resume, both into the recording and out on an LSL outlet
+  ("BandmateMarkers", JSON strings) for any other recorder; the first one only once EEG
+  samples are being recorded, so that none precedes the recording;
 - the BCMI loop (bci/session_run.py), started when the protocol's baseline block starts and
   calibrated on exactly that block; its log goes into the session folder;
 - per block, the music condition: "feedback" (the EEG drives it), "sham" (a seeded random
   walk drives it, so it sounds alike but ignores the EEG) or "silent" (note-ons dropped).
-At the end the session is exported as BIDS (bci/bids_export.py) next to the raw folder.
+At the end the session is exported as BIDS (bci/bids_export.py) next to the raw folder, as
+the participant's next session (bci/session_recording.py).
 
 A session that ends early is exported too, as far as it went, then says why in one line
 (`SessionStopped`): Ctrl-C or SIGTERM (`SessionInterrupted`), or the BCMI loop dying, which
@@ -24,33 +35,29 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pylsl
 
 from bci.bids_export import build_manifest, export_bids
+from bci.console import Console
 from bci.errors import BciError
+from bci.live_status import loop_status
 from bci.loop import BciRunConfig
-from bci.lsl_input import StreamQuery, channel_labels, resolve_stream
-from bci.mapping import MusicParams, ParameterMapper
+from bci.lsl_input import resolve_stream
 from bci.midi_out import MidiSink
-from bci.montage import MUSE, Montage
-from bci.protocol import (
-    PlannedBlock,
-    Protocol,
-    load_protocol,
-    participant_index,
-    participant_label,
-    plan_session,
-)
-from bci.recorder import SessionRecorder, read_session
+from bci.participant_page import ParticipantPage, Screen
+from bci.protocol import SAM_DIMENSIONS, PlannedBlock, participant_label
+from bci.recorder import read_session
+from bci.session_config import RunnerConfig, planned_session
+from bci.session_music import MusicGate, ShamParams
+from bci.session_recording import EegRecording, choose_session
 from bci.session_run import BciOutputs, BciSession, ServerControl
 
 TASK = "bcmi"  # the BIDS task label of every session (what `session analyze` reads)
 LOOP_LOG = "bcmi_loop.jsonl"  # the BCMI loop's JSON-lines log, in the session folder
-WAKE_S = 0.1  # how soon a block notices that the recording failed or the loop died
+WAKE_S = 0.1  # how soon a wait notices a failed recording, a dead loop or a typed command
+COMMANDS = "type p and Enter to pause, r and Enter to resume; Ctrl-C stops and exports"
 
 
 class SessionStopped(BciError):
@@ -70,120 +77,22 @@ class _LoopDied(Exception):
     """The BCMI loop's thread ended with an error: the session stops."""
 
 
-@dataclass(frozen=True)
-class RunnerConfig:
-    protocol: Path
-    participant: str
-    out: Path
-    covariates: dict[str, float] = field(default_factory=dict)
-    query: StreamQuery = field(default_factory=StreamQuery)
-    montage: Montage = MUSE
-    midi_port: str | None = None
-    synth_driver: str | None = None
-    ratings: str = "prompt"  # "prompt" asks on the terminal; "auto" records 5s (tests, demos)
-    overwrite: bool = False
-    seed: int = 0
-    server_osc: str | None = None  # "HOST:PORT" of `bandmate serve --osc-port`: its page
-    # shows the instructions, and the valence drives its accompaniment
-
-
-def parse_covariates(text: str | None) -> dict[str, float]:
-    """'musical_training=5,acting=0' -> {'musical_training': 5.0, 'acting': 0.0}."""
-    covariates: dict[str, float] = {}
-    for item in filter(None, (text or "").split(",")):
-        name, _, value = item.partition("=")
-        try:
-            covariates[name.strip()] = float(value)
-        except ValueError:
-            raise BciError(f"covariate {item!r}: expected NAME=NUMBER") from None
-        if not name.strip().isidentifier():
-            raise BciError(f"covariate {item!r}: the name must be a word like musical_training")
-    return covariates
-
-
-class MusicGate:
-    """A MIDI sink that passes everything in "feedback" and "sham" blocks and drops note-ons
-    in "silent" ones (note-offs always pass, so nothing hangs)."""
-
-    def __init__(self, sink: MidiSink):
-        self.sink, self.condition = sink, "silent"
-
-    def send(self, message: list[int]) -> None:
-        if self.condition == "silent" and message[0] & 0xF0 == 0x90 and message[2] > 0:
-            return
-        self.sink.send(message)
-
-    def close(self) -> None:
-        self.sink.close()
-
-
-class ShamParams:
-    """A seeded random walk of valence, mapped like the real one: music that moves like
-    feedback but does not depend on this participant's EEG."""
-
-    def __init__(self, seed: int, mapper: ParameterMapper):
-        self.rng, self.mapper, self.valence = np.random.default_rng(seed), mapper, 0.0
-
-    def __call__(self) -> MusicParams:
-        self.valence = float(np.clip(0.9 * self.valence + self.rng.normal(0, 0.35), -1, 1))
-        return self.mapper.map(self.valence)
-
-
-class EegRecording:
-    """Every channel of the stream, from a dedicated inlet, into the recorder."""
-
-    def __init__(self, info: pylsl.StreamInfo, folder: Path, overwrite: bool):
-        flags = pylsl.proc_clocksync | pylsl.proc_monotonize
-        self.inlet = pylsl.StreamInlet(info, max_buflen=30, processing_flags=flags)
-        full = self.inlet.info(timeout=2.0)
-        self.inlet.time_correction(timeout=2.0)
-        self.recorder = SessionRecorder(
-            folder, channel_labels(full), full.nominal_srate(), overwrite=overwrite
-        )
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="eeg-recording", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            samples, stamps = self.inlet.pull_chunk(timeout=0.05)
-            if stamps:
-                try:
-                    self.recorder.write_eeg(np.asarray(stamps), np.asarray(samples, np.float32).T)
-                except BciError:  # the disk failed: the runner stops and names it
-                    return
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=5)
-        self.inlet.close_stream()
-        self.recorder.close()
+class _Paused(Exception):
+    """The experimenter paused: the block is broken off, to run again after the resume."""
 
 
 class SessionRunner:
-    def __init__(
-        self,
-        config: RunnerConfig,
-        show: Callable[[str], None] = print,
-        ask: Callable[[str], str] = input,
-    ):
-        self.config, self.show, self.ask = config, show, ask
-        self.protocol: Protocol = load_protocol(config.protocol)
-        self.plan: list[PlannedBlock] = plan_session(
-            self.protocol, participant_index(config.participant)
-        )
+    def __init__(self, config: RunnerConfig, console: Console | None = None):
+        self.config, self.console = config, console or Console()
+        self.protocol, self.plan = planned_session(config)
         self.label = participant_label(config.participant)  # "sub-07" and "07" are one person
-        self.folder = config.out / "raw" / f"sub-{self.label}"
+        self.session = choose_session(config.out, self.label, config.session, config.overwrite)
+        self.folder = config.out / "raw" / f"sub-{self.label}" / f"ses-{self.session}"
         info = resolve_stream(config.query)
+        self.page = ParticipantPage(config.page_port) if config.page_port is not None else None
         self.eeg = EegRecording(info, self.folder, config.overwrite)
-        outlet_info = pylsl.StreamInfo(
-            "BandmateMarkers",
-            "Markers",
-            1,
-            pylsl.IRREGULAR_RATE,
-            "string",
-            f"bandmate-markers-{self.label}",
-        )
+        outlet_info = pylsl.StreamInfo("BandmateMarkers", "Markers", 1, pylsl.IRREGULAR_RATE,
+                                       "string", f"bandmate-markers-{self.label}")  # fmt: skip
         self.markers = pylsl.StreamOutlet(outlet_info)
         if config.overwrite:  # the loop's log is opened for appending
             (self.folder / LOOP_LOG).unlink(missing_ok=True)
@@ -193,7 +102,12 @@ class SessionRunner:
         self.bcmi_died = threading.Event()
         self.gate: MusicGate | None = None
         self.current: PlannedBlock | None = None
+        self.doing = ""  # what the status line says the session is doing
+        self.pause_requested = False
         self.server = ServerControl(config.server_osc) if config.server_osc else None
+        self.console.show(f"sub-{self.label}, session {self.session}: recording into {self.folder}")
+        if self.page is not None:
+            self.console.show(f"participant page: {self.page.url} (open it on their screen)")
 
     def marker(self, kind: str, **fields: object) -> None:
         now = pylsl.local_clock()
@@ -205,7 +119,10 @@ class SessionRunner:
         after exporting a session that ended early (module docstring)."""
         stopped: str | None = None
         try:
+            self.eeg.wait_for_first_sample()
             try:
+                self._wait_for_start()
+                self.console.show(COMMANDS)
                 for planned in self.plan:
                     self.current = planned
                     self._block(planned)
@@ -226,6 +143,10 @@ class SessionRunner:
         raise self._stopped(stopped)
 
     def _close(self) -> None:
+        self.console.end_status()
+        if self.page is not None:
+            self.page.show(Screen("done"))
+            self.page.close()
         if self.server is not None:
             self.server.instruction("")
         if self.bcmi is not None and self.bcmi_thread is not None:
@@ -257,20 +178,25 @@ class SessionRunner:
             return str(error)
         return f"{type(error).__name__}: {error}; its traceback is in {LOOP_LOG}"
 
+    def _wait_for_start(self) -> None:
+        """With ratings on the page, the session begins when the participant presses Start
+        (which also lets the page play sound)."""
+        if self.page is None or self.config.ratings != "page":
+            return
+        self.console.show(f"waiting for the participant to press Start on {self.page.url}")
+        self.doing = "waiting for Start on the participant page"
+        self._until(self.page.started.is_set)
+        self.page.show(Screen("waiting"))
+
     def _block(self, planned: PlannedBlock) -> None:
-        block = planned.block
-        if block.name == self.protocol.baseline_block and self.bcmi is None:
-            self._start_bcmi(block.duration_s)
-        if self.gate is not None and self.bcmi is not None:
-            self.gate.condition = block.music
-            sham = ShamParams(self.config.seed + planned.index, self.bcmi.loop.processor.mapper)
-            self.bcmi.params_override = sham if block.music == "sham" else None
-        self.show(
-            f"[{planned.index + 1}/{len(self.plan)}] {block.name}: {block.instruction} "
-            f"({block.duration_s:g} s)"
-        )
-        if self.server is not None:
-            self.server.instruction(block.instruction)
+        while True:
+            try:
+                return self._run_block(planned)
+            except _Paused:
+                self._pause(planned)
+
+    def _run_block(self, planned: PlannedBlock) -> None:
+        block, position = planned.block, f"[{planned.index + 1}/{len(self.plan)}]"
         fields = {
             "block": block.name,
             "block_kind": block.kind,
@@ -278,38 +204,122 @@ class SessionRunner:
             "target_emotion": block.target_emotion,
             "repetition": planned.repetition,
         }
-        self.marker("block_start", duration_s=block.duration_s, **fields)
-        self._wait(block.duration_s)
+        self.console.show(f"{position} {block.name}: {block.instruction} "
+                          f"({planned.duration_s:g} s)")  # fmt: skip
+        if self.server is not None:
+            self.server.instruction(block.instruction)
+        ready = self.config.ready_s * self.config.time_scale
+        self._present(Screen("ready", block.instruction, ready), "instruction", block.name)
+        self._wait(ready, f"{position} {block.name} starts in {{left}} s")
+        if block.name == self.protocol.baseline_block and self.bcmi is None:
+            self._start_bcmi(planned.duration_s)
+        if self.gate is not None and self.bcmi is not None:
+            self.gate.condition = block.music
+            sham = ShamParams(self.config.seed + planned.index, self.bcmi.loop.processor.mapper)
+            self.bcmi.params_override = sham if block.music == "sham" else None
+        self.marker("block_start", duration_s=planned.duration_s, **fields)
+        screen = Screen("block", block.instruction, planned.duration_s)
+        self._present(screen, "fixation", block.name)
+        self._wait(planned.duration_s, f"{position} {block.name}: {{left}} s left")
         self.marker("block_end", **fields)
+        if self.page is not None:
+            self.page.tone()
+        self.marker("cue", cue="tone", block=block.name)
         if block.ratings:
-            valence, arousal = self._rate("valence"), self._rate("arousal")
-            self.marker(
-                "rating",
-                block=block.name,
-                valence=valence,
-                arousal=arousal,
-                source=self.config.ratings,
-            )
+            valence, arousal = (self._rate(d, block.name) for d in SAM_DIMENSIONS)
+            self.marker("rating", block=block.name, valence=valence, arousal=arousal,
+                        source=self.config.ratings)  # fmt: skip
 
-    def _wait(self, seconds: float) -> None:
+    def _present(self, screen: Screen, cue: str, block: str) -> None:
+        if self.page is not None:
+            self.page.show(screen)
+        self.marker("cue", cue=cue, block=block)
+
+    def _pause(self, planned: PlannedBlock) -> None:
+        self.marker("pause", block=planned.block.name, repetition=planned.repetition)
+        if self.page is not None:
+            self.page.show(Screen("paused"))
+        if self.gate is not None:
+            self.gate.condition = "silent"
+        self.console.show(f"paused in block {planned.index + 1}/{len(self.plan)} "
+                          f"({planned.block.name}): type r and Enter to resume; the block "
+                          "then starts again")  # fmt: skip
+        self.doing = "paused"
+        self._until(lambda: not self.pause_requested)
+        self.marker("resume", block=planned.block.name, repetition=planned.repetition)
+
+    def _wait(self, seconds: float, doing: str) -> None:
         """The block's time, cut short by a failed recording (a full disk: the next marker
-        raises the recorder's error, and the session stops keeping what reached the disk) or
-        by the BCMI loop dying (_LoopDied)."""
+        raises the recorder's error, and the session stops keeping what reached the disk), by
+        the BCMI loop dying (_LoopDied) or by a pause (_Paused)."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            if self.eeg.recorder.failed.wait(min(left, WAKE_S)):
+            self.doing = doing.format(left=f"{left:.0f}")  # for the status line
+            if self._poll(min(left, WAKE_S)):
                 return
-            if self.bcmi_died.is_set():
-                raise _LoopDied
+            if self.pause_requested:
+                raise _Paused
 
-    def _rate(self, dimension: str) -> int:
+    def _until(self, done: Callable[[], bool]) -> None:
+        """Wait for `done`, watching the recording, the loop and typed commands."""
+        while not done():
+            if self._poll(WAKE_S):
+                return
+
+    def _poll(self, seconds: float, commands: bool = True) -> bool:
+        """Wait up to `seconds`; True if the recording failed. Reads typed commands (unless a
+        prompt is reading the typed lines), draws the status line, raises _LoopDied."""
+        if self.eeg.recorder.failed.wait(seconds):
+            return True
+        if self.bcmi_died.is_set():
+            raise _LoopDied
+        self._status()
+        command = self.console.typed() if commands else None
+        if command in ("p", "pause"):
+            self.pause_requested = True
+        elif command in ("r", "resume"):
+            self.pause_requested = False
+        elif command is not None:
+            self.console.show(COMMANDS)
+        return False
+
+    def _status(self) -> None:
+        if self.bcmi is None:
+            loop = f"the BCMI loop starts with {self.protocol.baseline_block}"
+        else:
+            loop = loop_status(self.bcmi.loop, pylsl.local_clock())
+        self.console.status(f"{self.doing} | {loop}")
+
+    def _rate(self, dimension: str, block: str) -> int:
         if self.config.ratings == "auto":
             return 5
+        self.doing = f"waiting for the SAM {dimension} rating"
+        if self.page is not None:
+            self.page.show(Screen("rating", dimension=dimension))
+        self.marker("cue", cue=f"sam_{dimension}", block=block)
+        if self.config.ratings == "prompt":
+            self.console.show(f"SAM {dimension} (1-9): type it and Enter")
+        return self._answer(dimension)
+
+    def _answer(self, dimension: str) -> int:
+        """The participant's rating: clicked or keyed on the page, or typed at the terminal.
+        A pause typed meanwhile is held until the next block (the rating is not timed)."""
+        on_page = self.page is not None and self.config.ratings == "page"
         while True:
-            answer = self.ask(f"SAM {dimension} (1-9): ").strip()
-            if answer.isdigit() and 1 <= int(answer) <= 9:
+            if self._poll(WAKE_S, commands=on_page):
+                return 0  # the recording failed: the next marker raises its error
+            if on_page:
+                assert self.page is not None
+                while not self.page.ratings.empty():
+                    asked, value = self.page.ratings.get()
+                    if asked == dimension:
+                        return value
+                continue
+            answer = self.console.typed()
+            if answer is not None and answer.isdigit() and 1 <= int(answer) <= 9:
                 return int(answer)
-            self.show("please type a whole number from 1 to 9")
+            if answer is not None:
+                self.console.show("please type a whole number from 1 to 9")
 
     def _start_bcmi(self, baseline_s: float) -> None:
         config = BciRunConfig(
@@ -350,7 +360,7 @@ class SessionRunner:
             recorded,
             self.config.out / "bids",
             self.label,
-            None,
+            self.session,
             TASK,
             self.config.covariates,
             manifest,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 
 import typer
@@ -24,38 +25,54 @@ def run(
     synth_driver: str | None = typer.Option(
         "jack", help="Without --midi-port: FluidSynth's audio driver; 'none' for silence."
     ),
-    ratings: str = typer.Option("prompt", help="prompt (terminal) or auto (all 5s, for demos)."),
-    overwrite: bool = typer.Option(False, help="Replace this participant's existing session."),
+    ratings: str = typer.Option(
+        "page", help="page (SAM on the participant page), prompt (typed here) or auto (all 5s)."
+    ),
+    session: str | None = typer.Option(
+        None, help="BIDS session label (default: the participant's next, 01 on a first visit)."
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Replace the session given by --session (default: the latest)."
+    ),
     seed: int = typer.Option(0, help="Seed of the music."),
     server_osc: str | None = typer.Option(
         None, help="HOST:PORT of `bandmate serve --osc-port`: instructions on its page."
     ),
+    time_scale: float = typer.Option(
+        1.0, help="Multiply every duration (0.1 runs the seed study in 72 s, for pilots)."
+    ),
+    dry_run: bool = typer.Option(
+        False, help="Print the participant's schedule and its total duration, and stop."
+    ),
+    page: bool = typer.Option(True, help="Serve the participant page on loopback."),
+    page_port: int = typer.Option(0, help="The participant page's port (0: any free one)."),
 ) -> None:
-    """Run one participant through a protocol: instructions, markers, the BCMI loop, and a
-    recording that survives a crash, exported as BIDS at the end. Ctrl-C or SIGTERM stops
-    the session early, keeping and exporting what was recorded (exit 130)."""
+    """Run one participant through a protocol: the participant page (instructions, fixation
+    cross, countdowns, the end-of-block tone, SAM scales), markers, the BCMI loop, and a
+    recording that survives a crash, exported as BIDS at the end. Type p and Enter to pause,
+    r and Enter to resume. Ctrl-C or SIGTERM stops the session early, keeping and exporting
+    what was recorded (exit 130)."""
+    from bci.console import Console
     from bci.lsl_input import StreamQuery
     from bci.montage import MUSE, load_montage
-    from bci.session_runner import (
-        RunnerConfig,
-        SessionInterrupted,
-        SessionRunner,
-        parse_covariates,
-    )
+    from bci.session_config import RunnerConfig, parse_covariates, schedule_lines
+    from bci.session_runner import SessionInterrupted, SessionRunner
 
-    if ratings not in ("prompt", "auto"):
-        raise typer.BadParameter("ratings is prompt or auto")
     config = RunnerConfig(
         protocol=protocol, participant=participant, out=out,
         covariates=parse_covariates(covariates), query=StreamQuery(name=stream),
         montage=load_montage(montage) if montage else MUSE, midi_port=midi_port,
         synth_driver=None if synth_driver == "none" else synth_driver, ratings=ratings,
-        overwrite=overwrite, seed=seed, server_osc=server_osc,
+        overwrite=overwrite, seed=seed, server_osc=server_osc, time_scale=time_scale,
+        session=session, page_port=page_port if page else None,
     )  # fmt: skip
+    if dry_run:
+        typer.echo("\n".join(schedule_lines(config)))
+        return
     # SIGTERM (a scheduler, `kill`) ends the session as Ctrl-C does: exported, not lost.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        written = SessionRunner(config, show=typer.echo).run()
+        written = SessionRunner(config, Console(typed=sys.stdin)).run()
     except SessionInterrupted as stopped:
         typer.echo(f"stopped: {stopped}", err=True)
         raise typer.Exit(130) from None

@@ -299,3 +299,35 @@ def test_session_run_without_a_participant_says_so_and_exits_2(tmp_path: Path) -
     assert done.returncode == 2
     assert "Missing option '--participant'" in done.stderr
     assert not (tmp_path / "study").exists()
+
+
+def test_a_time_scale_multiplies_every_duration_and_onset() -> None:
+    protocol = load_protocol(EXAMPLE_PROTOCOL)
+    full, scaled = plan_session(protocol, 1), plan_session(protocol, 1, time_scale=0.1)
+    assert [p.block for p in scaled] == [p.block for p in full]
+    assert [p.duration_s for p in scaled] == pytest.approx([0.1 * p.duration_s for p in full])
+    assert [p.onset_s for p in scaled] == pytest.approx([0.1 * p.onset_s for p in full])
+    assert scaled[-1].onset_s + scaled[-1].duration_s == pytest.approx(72.0)
+
+
+def test_session_run_dry_run_prints_the_schedule_and_its_total_duration(tmp_path: Path) -> None:
+    """No stream is needed, and nothing is written: the plan of participant 2 of the shipped
+    study at a tenth of its durations, each block after a 0.3 s get-ready countdown."""
+    import subprocess
+
+    from tests.helpers import BANDMATE
+
+    done = subprocess.run(
+        [BANDMATE, "session", "run", str(EXAMPLE_PROTOCOL), "--participant", "P02",
+         "--out", str(tmp_path / "study"), "--time-scale", "0.1", "--dry-run"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    rows = [line.split() for line in lines[2:-1]]
+    assert [row[2] for row in rows] == ["eyes_open", "eyes_closed", "sad", "rest", "happy",
+                                        "rest", "sad", "rest", "happy", "rest"]  # fmt: skip
+    assert [float(row[4]) for row in rows] == [6, 6, 12, 3, 12, 3, 12, 3, 12, 3]
+    assert rows[1][1] == "0:06.6"  # 0.3 s, eyes_open's 6 s, 0.3 s
+    assert lines[-1] == "total 1:15.0 (75 s), plus 4 self-paced SAM ratings"
+    assert not (tmp_path / "study").exists()

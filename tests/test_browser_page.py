@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.browser import headless_chromium
 from tests.helpers import RunningServer, models_dir
 
 
@@ -26,19 +27,12 @@ def page_server(
 
 
 def chromium(microphone: Path):  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        pytest.fail("chromium is missing: `make test` installs Debian chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")  # type: ignore[assignment]
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,760",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 f"--use-file-for-fake-audio-capture={microphone}",
-                 "--autoplay-policy=no-user-gesture-required"):  # fmt: skip
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    return headless_chromium(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}",
+        "--autoplay-policy=no-user-gesture-required",
+    )
 
 
 def test_the_page_streams_the_microphone_and_updates_its_meters(

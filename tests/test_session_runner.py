@@ -4,6 +4,7 @@ overwrite a participant's session; a session survives bad stamps and a NaN, and 
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import uuid
@@ -13,11 +14,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bci.console import Console
 from bci.errors import BciError
 from bci.loop import WindowProcessor, WindowResult
 from bci.lsl_input import StreamQuery
 from bci.recorder import read_session
-from bci.session_runner import RunnerConfig, SessionRunner, SessionStopped, parse_covariates
+from bci.session_config import RunnerConfig, parse_covariates
+from bci.session_runner import SessionRunner, SessionStopped
 from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
 from tests.bci_probe import StampedOutlet, input_events, read_jsonl, wait_until, windows
 from tests.helpers import BANDMATE, assert_valid_bids
@@ -58,7 +61,7 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
     simulator = Simulator(SimulatorConfig(name=name, source_id=name),
                           Schedule((AsymmetryStep(0.0, 0.0), AsymmetryStep(5.0, 0.8))))  # fmt: skip
     simulator.start()
-    shown: list[str] = []
+    terminal = io.StringIO()
     instructions: list[str] = []
     osc = osc_listener("/bandmate/instruction", instructions)
     # "sub-P02" is participant 2, BIDS subject "P02": the runner drops the prefix.
@@ -66,9 +69,7 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
                           StreamQuery(name=name), ratings="auto",
                           server_osc=f"127.0.0.1:{osc.server_address[1]}")  # fmt: skip
     try:
-        vhdr = SessionRunner(config, show=shown.append).run()
-        with pytest.raises(BciError, match="already"):
-            SessionRunner(config, show=shown.append)
+        vhdr = SessionRunner(config, Console(terminal)).run()
     finally:
         simulator.stop()
         osc.shutdown()
@@ -82,7 +83,7 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
         "Relax.",
         "",
     ]
-    assert [line.split("]")[1].split(":")[0].strip() for line in shown] == [
+    assert [line.split("]")[1].split(":")[0].strip() for line in block_lines(terminal)] == [
         "eyes_closed", "sad", "rest", "happy", "rest"  # participant 2 gets the second order
     ]  # fmt: skip
     events = pd.read_csv(next(vhdr.parent.glob("*_events.tsv")), sep="\t")
@@ -91,12 +92,18 @@ def test_a_session_runs_records_and_exports_bids(tmp_path: Path) -> None:
     assert len(events[events.trial_type == "rating"]) == 2
     participants = pd.read_csv(tmp_path / "study" / "bids" / "participants.tsv", sep="\t")
     assert participants.loc[participants.participant_id == "sub-P02", "acting"].item() == 1
-    log = tmp_path / "study" / "raw" / "sub-P02" / "bcmi_loop.jsonl"
+    log = tmp_path / "study" / "raw" / "sub-P02" / "ses-01" / "bcmi_loop.jsonl"
     assert '"phase":"feedback"' in log.read_text()
     assert not (log.parent / "loop.jsonl").exists()  # the loop's log is the one above
-    exported_log = tmp_path / "study" / "bids" / "sourcedata" / "sub-P02" / "eeg" / log.name
+    sourcedata = tmp_path / "study" / "bids" / "sourcedata" / "sub-P02" / "ses-01" / "eeg"
+    exported_log = sourcedata / log.name
     assert exported_log.read_text() == log.read_text()
     assert_valid_bids(tmp_path / "study" / "bids")
+
+
+def block_lines(terminal: io.StringIO) -> list[str]:
+    """The runner's line per block, "[n/N] name: instruction (seconds s)"."""
+    return [line for line in terminal.getvalue().splitlines() if line.startswith("[")]
 
 
 def test_bad_covariates_are_one_line() -> None:
@@ -120,7 +127,7 @@ def test_kill_9_mid_session_leaves_a_readable_recording_missing_under_1_s(tmp_pa
     simulator, command = simulated_session_run(protocol, tmp_path / "study")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        folder = tmp_path / "study" / "raw" / "sub-P01"
+        folder = tmp_path / "study" / "raw" / "sub-P01" / "ses-01"
         deadline = time.monotonic() + 30
         while not (folder / "eeg_timestamps.f64").is_file() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -135,7 +142,7 @@ def test_kill_9_mid_session_leaves_a_readable_recording_missing_under_1_s(tmp_pa
     first, last = recorded.timestamps[0], recorded.timestamps[-1]
     assert killed_at - last <= 1.0, f"the last {killed_at - last:.2f} s were lost"
     assert recorded.samples.shape[1] >= (last - first) * 256 - 1  # no holes before that
-    assert [m["kind"] for m in recorded.markers][:1] == ["block_start"]
+    assert [m["kind"] for m in recorded.markers][:1] == ["cue"]  # the first instruction's
 
 
 # --- bad input and early ends ----------------------------------------------------------------
@@ -158,7 +165,7 @@ class SessionRun:
         protocol = tmp_path / "protocol.yaml"
         protocol.write_text(TWO_BLOCKS)
         self.study = tmp_path / "study"
-        self.folder = self.study / "raw" / "sub-P01"
+        self.folder = self.study / "raw" / "sub-P01" / "ses-01"
         command = [BANDMATE, "session", "run", str(protocol), "--participant", "P01",
                    "--out", str(self.study), "--stream", outlet.name, "--ratings", "auto",
                    "--synth-driver", "none"]  # fmt: skip
@@ -186,7 +193,8 @@ class SessionRun:
             self.process.wait()
 
     def exported(self) -> Path:
-        return self.study / "bids" / "sub-P01" / "eeg" / "sub-P01_task-bcmi_eeg.vhdr"
+        eeg = self.study / "bids" / "sub-P01" / "ses-01" / "eeg"
+        return eeg / "sub-P01_ses-01_task-bcmi_eeg.vhdr"
 
 
 def midi_after(records: list[dict[str, Any]], lsl_clock: float) -> list[dict[str, Any]]:
@@ -261,7 +269,9 @@ def test_a_session_stopped_by_ctrl_c_or_sigterm_exports_what_it_recorded(
     assert last_line.endswith(f"exported to {run.exported()}")
     recorded = read_session(run.folder)
     assert recorded.complete
-    assert [m["kind"] for m in recorded.markers][-2:] == ["block_start", "session_stopped"]
+    assert recorded.markers[-1]["kind"] == "session_stopped"
+    ended = [m["block"] for m in recorded.markers if m["kind"] == "block_end"]
+    assert ended == ["eyes_closed"]  # block 2 (happy) was cut
     assert run.exported().is_file()
 
 
@@ -283,10 +293,10 @@ def test_a_dying_bcmi_loop_stops_the_session_in_one_line_and_exports_what_it_rec
     simulator.start()
     config = RunnerConfig(protocol, "P01", tmp_path / "study", query=StreamQuery(name=name),
                           ratings="auto")  # fmt: skip
-    shown: list[str] = []
+    terminal = io.StringIO()
     try:
         with pytest.raises(SessionStopped) as stopped:
-            SessionRunner(config, show=shown.append).run()
+            SessionRunner(config, Console(terminal)).run()
     finally:
         simulator.stop()
     message = str(stopped.value)
@@ -298,9 +308,9 @@ def test_a_dying_bcmi_loop_stops_the_session_in_one_line_and_exports_what_it_rec
     exported = stopped.value.exported
     assert exported is not None and exported.is_file() and str(exported) in message
     # It stopped at once: the remaining blocks did not run without music.
-    folder = tmp_path / "study" / "raw" / "sub-P01"
+    folder = tmp_path / "study" / "raw" / "sub-P01" / "ses-01"
     kinds = [m["kind"] for m in read_session(folder).markers]
-    assert kinds.count("block_start") == 2 and kinds[-1] == "session_stopped"
-    assert len(shown) == 2
+    assert kinds.count("block_end") == 1 and kinds[-1] == "session_stopped"  # block 2 cut
+    assert len(block_lines(terminal)) == 2
     [error] = [r for r in read_jsonl(folder / "bcmi_loop.jsonl") if r["type"] == "error"]
     assert "injected fault" in error["traceback"]

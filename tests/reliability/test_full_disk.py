@@ -69,12 +69,12 @@ def test_a_session_run_stops_at_a_full_disk_keeping_its_recording(
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    folder = nearly_full_disk / "study" / "raw" / "sub-P01"
+    folder = nearly_full_disk / "study" / "raw" / "sub-P01" / "ses-01"
     assert lines[0].startswith(f"error: recording to {folder} stopped: no space left on device")
     assert f"the disk mounted at {nearly_full_disk}" in lines[0]
     recorded = read_session(folder)
     kinds = [m["kind"] for m in recorded.markers]
-    assert kinds[0] == "block_start" and "session_end" not in kinds  # stopped, not run out
+    assert "block_start" in kinds and "session_end" not in kinds  # stopped, not run out
     assert kinds.count("block_start") < 5
     first, last = recorded.timestamps[0], recorded.timestamps[-1]
     assert last - first > 1.0
