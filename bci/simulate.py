@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -105,7 +105,7 @@ class Schedule:
 
     def asymmetry_at(self, times: np.ndarray) -> np.ndarray:
         """The scheduled asymmetry at `times` (seconds from the start), with ramped changes."""
-        value = np.full(len(times), self.asymmetry[0].asymmetry)
+        value = np.full(len(times), float(self.asymmetry[0].asymmetry))
         for before, step in pairwise(self.asymmetry):
             progress = np.clip((times - step.at_s) / ASYMMETRY_RAMP_S, 0.0, 1.0)
             value += (step.asymmetry - before.asymmetry) * progress
@@ -303,7 +303,8 @@ class Simulator(PacedOutlet):
     """An LSL EEG outlet fed in real time from `synthesize`, on the wall clock
     (`pylsl.local_clock`): sample k is stamped origin + k / rate. Dropouts: the samples are not
     pushed at all (their stamps are skipped). A kill event destroys the outlet for duration_s
-    and creates a new one with the same source_id."""
+    and creates a new one with the same source_id. `plant` adds an asymmetry step while it
+    runs (bci/simulate_protocol.py follows a session's blocks with it)."""
 
     thread_name = "bci-simulator"
 
@@ -317,6 +318,7 @@ class Simulator(PacedOutlet):
         self._silent = schedule.sample_ranges(("kill", "dropout"), self._rate)
         self._dropped = 0
         self._cache_start, self._cache = 0, np.zeros((len(config.channels), 0))
+        self._schedule_lock = threading.Lock()  # plant (another thread) <-> synthesis
 
     @property
     def dropped(self) -> int:
@@ -340,15 +342,28 @@ class Simulator(PacedOutlet):
             next_push = self._origin + (next_index + self._chunk - 1) / self._rate
             self._stop.wait(max(0.001, next_push - pylsl.local_clock()))
 
+    def plant(self, lsl_time: float, asymmetry: float) -> None:
+        """Step the asymmetry to `asymmetry` at `lsl_time`, or at the first sample not sent yet
+        if that is later (a step cannot change what was sent)."""
+        with self._schedule_lock:
+            steps = self.schedule.asymmetry
+            sent_s = (self._sent + self._dropped) / self._rate
+            at_s = max(lsl_time - self.origin, sent_s, steps[-1].at_s + 1e-3)
+            step = AsymmetryStep(at_s, float(np.clip(asymmetry, -1.0, 1.0)))
+            self.schedule = replace(self.schedule, asymmetry=(*steps, step))
+            self._cache = self._cache[:, :0]  # synthesized ahead with the old schedule
+
     def _samples(self, start: int, n: int) -> np.ndarray:
         # Synthesize a second at a time: pushes are small, and synthesis doesn't care where
         # a range starts.
-        offset = start - self._cache_start
-        if offset < 0 or offset + n > self._cache.shape[1]:
-            self._cache_start = start
-            self._cache = synthesize(self.config, self.schedule, start, max(n, round(self._rate)))
-            offset = 0
-        return self._cache[:, offset : offset + n]
+        with self._schedule_lock:
+            offset = start - self._cache_start
+            if offset < 0 or offset + n > self._cache.shape[1]:
+                self._cache_start = start
+                size = max(n, round(self._rate))
+                self._cache = synthesize(self.config, self.schedule, start, size)
+                offset = 0
+            return self._cache[:, offset : offset + n]
 
     def _transmit(self, start: int, n: int) -> None:
         indices = np.arange(start, start + n)

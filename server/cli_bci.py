@@ -88,21 +88,46 @@ def run(
 def simulate(
     schedule: Path | None = typer.Option(None, help="Schedule YAML (asymmetry steps, events)."),
     flip_every: float = typer.Option(20.0, help="Without --schedule: flip asymmetry this often."),
+    protocol: Path | None = typer.Option(
+        None, help="Follow `session run` of this protocol: each block's asymmetry as it starts."
+    ),
+    participant: str | None = typer.Option(
+        None, help="With --protocol: follow this participant's sessions only (default: any)."
+    ),
+    effect: float = typer.Option(0.8, help="With --protocol: happy - sad asymmetry (-1..1)."),
     duration: float = typer.Option(0.0, help="Seconds to run; 0 runs until Ctrl-C."),
     name: str = typer.Option("BandmateSim", help="LSL stream name."),
     seed: int = typer.Option(0, help="Noise seed."),
 ) -> None:
-    """An LSL EEG outlet (Muse-like TP9/AF7/AF8/TP10 at 256 Hz) with scripted asymmetry."""
+    """An LSL EEG outlet (Muse-like TP9/AF7/AF8/TP10 at 256 Hz) with scripted asymmetry: from
+    a schedule, flipping, or following the blocks of a running session (--protocol)."""
+    from bci.errors import BciError
+    from bci.protocol import load_protocol, participant_label
     from bci.simulate import Schedule, Simulator, SimulatorConfig, load_schedule
+    from bci.simulate_protocol import PlantedEffect, ProtocolFollower
 
-    plan = load_schedule(schedule) if schedule else Schedule.flipping(flip_every, 24 * 3600.0)
+    if protocol and schedule:
+        raise BciError("--protocol plants the asymmetry itself: leave out --schedule")
+    if protocol:
+        planted, followed = PlantedEffect(effect), load_protocol(protocol)
+        plan = Schedule()  # resting (intercept 0) until a block starts
+    else:
+        plan = load_schedule(schedule) if schedule else Schedule.flipping(flip_every, 24 * 3600.0)
     simulator = Simulator(SimulatorConfig(name=name, seed=seed), plan)
     stopping = stop_on_signals()
     simulator.start()
     typer.echo(f"simulating EEG on LSL stream {name!r}")
+    follower = None
+    if protocol:
+        label = participant_label(participant) if participant else None
+        follower = ProtocolFollower(simulator, followed, planted, label, say=typer.echo)
+        whose = f"sub-{label}'s sessions" if label else "any session"
+        typer.echo(f"following the blocks of {whose} of {protocol.name} (happy - sad {effect:g})")
     started = time.monotonic()
     while not stopping.is_set() and (not duration or time.monotonic() - started < duration):
         time.sleep(0.05)
+    if follower is not None:
+        follower.stop()
     simulator.stop()
     typer.echo(f"sent {simulator.sent} samples ({simulator.dropped} dropped by the schedule)")
 
