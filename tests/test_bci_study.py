@@ -71,3 +71,37 @@ def test_analyze_says_what_is_wrong_with_a_folder_that_is_not_a_study(tmp_path: 
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: {tmp_path}: not a BIDS study (no participants.tsv)"
+
+
+def test_a_block_broken_off_by_a_pause_is_left_out_and_its_rerun_is_rated(tmp_path: Path) -> None:
+    """As `session run` records a pause: the happy block is broken off 3 s in, then runs
+    again in full and is rated; only the rerun is analysed, with its rating."""
+    from bci.bids_export import export_bids
+    from bci.recorder import SessionRecorder, read_session
+    from bci.simulate import Schedule, SimulatorConfig, synthesize
+
+    config, rate = SimulatorConfig(), 256.0
+    total = int(40 * rate)
+    fields = {"block_kind": "emotion", "music": "feedback"}
+    with SessionRecorder(tmp_path / "raw", list(config.channels), rate) as recorder:
+        data = synthesize(config, Schedule(), 0, total).astype(np.float32)
+        recorder.write_eeg(np.arange(total) / rate, data)
+        recorder.marker("block_start", 1.0, block="happy", target_emotion="happy",
+                        duration_s=10.0, **fields)  # fmt: skip
+        recorder.marker("pause", 4.0, block="happy")
+        recorder.marker("resume", 9.0, block="happy")
+        recorder.marker("block_start", 10.0, block="happy", target_emotion="happy",
+                        duration_s=10.0, **fields)  # fmt: skip
+        recorder.marker("block_end", 20.0, block="happy")
+        recorder.marker("rating", 21.0, block="happy", valence=8, arousal=4)
+        recorder.marker("block_start", 25.0, block="sad", target_emotion="sad",
+                        duration_s=10.0, **fields)  # fmt: skip
+        recorder.marker("block_end", 35.0, block="sad")
+        recorder.marker("rating", 36.0, block="sad", valence=2, arousal=6)
+    export_bids(read_session(tmp_path / "raw"), tmp_path / "bids", "01", "01", "bcmi", {}, {}, [])
+    bins = load_study(tmp_path / "bids").bins
+    rated = bins.groupby("block").agg(valence=("sam_valence", "first"), n=("faa", "size"))
+    assert rated.to_dict("index") == {
+        "happy": {"valence": 8.0, "n": 1},
+        "sad": {"valence": 2.0, "n": 1},
+    }
