@@ -23,7 +23,8 @@ PARTICIPANTS = ("P01", "P02")
 @pytest.fixture(scope="module")
 def seed_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     study = tmp_path_factory.mktemp("seed") / "study"
-    simulators, sessions = [], []
+    simulators: list[subprocess.Popen[str]] = []
+    sessions: list[subprocess.Popen[str]] = []
     try:
         for number, participant in enumerate(PARTICIPANTS, start=1):
             stream = f"SeedSim{participant}"
