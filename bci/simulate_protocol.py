@@ -12,9 +12,11 @@ The asymmetry of a block comes from the protocol: an emotion block targeting "ha
 (baselines, rest, other emotions) `intercept`. `effect` is in the simulator's asymmetry units
 (bci/simulate.py: FAA of the alpha alone is twice it; the 1/f background dilutes it).
 
-It follows one session after another: when the markers stream goes (a session ended), it
-looks for the next one (by source id `bandmate-markers-<label>` for one participant, else
-any), so a single simulator can serve a whole simulated study.
+It follows one session after another: at a session's last marker (`session_end` or
+`session_stopped`) it lets go of that session's stream before the stream goes, so that liblsl
+does not log a broken transmission, and looks for the next one (by source id
+`bandmate-markers-<label>` for one participant, else any), so a single simulator can serve a
+whole simulated study.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class ProtocolFollower:
             if participant_label
             else ("name", MARKERS_NAME)
         )
+        self._finished: set[str] = set()  # the uids of markers streams whose session ended
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="protocol-follower", daemon=True)
         self._thread.start()
@@ -78,17 +81,23 @@ class ProtocolFollower:
     def _run(self) -> None:
         while not self._stopping.is_set():
             found = pylsl.resolve_byprop(*self._query, timeout=RESOLVE_S)
-            if found:
-                self._follow(pylsl.StreamInlet(found[0], recover=False))
+            running = [info for info in found if info.uid() not in self._finished]
+            if running:
+                self._follow(pylsl.StreamInlet(running[0], recover=False), running[0].uid())
 
-    def _follow(self, inlet: pylsl.StreamInlet) -> None:
-        """Until the session's markers stream goes away (its session ended) or stop."""
+    def _follow(self, inlet: pylsl.StreamInlet, uid: str) -> None:
+        """Until the session ends (its last marker, or its stream goes away) or stop."""
         try:
             inlet.open_stream(timeout=5)
             while not self._stopping.is_set():
                 sample, stamp = inlet.pull_sample(timeout=0.1)
-                if sample is not None:
-                    self._on_marker(json.loads(sample[0]), stamp + inlet.time_correction())
+                if sample is None:
+                    continue
+                marker = json.loads(sample[0])
+                if marker.get("kind") in ("session_end", "session_stopped"):
+                    self._finished.add(uid)
+                    return
+                self._on_marker(marker, stamp + inlet.time_correction())
         except RuntimeError:  # pylsl's LostError (the session ended) or TimeoutError
             return
         finally:

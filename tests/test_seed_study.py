@@ -50,8 +50,9 @@ def seed_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
         for process in simulators:
-            output, _ = process.communicate(timeout=30)
+            output, errors = process.communicate(timeout=30)
             assert "happy: asymmetry +0.40" in output and "sad: asymmetry -0.40" in output, output
+            assert errors == "", errors  # it let go of the session before its stream went
     return study
 
 
