@@ -67,15 +67,18 @@ def faa_over_time_figure(data: pd.DataFrame) -> Figure:
     means = per_participant.agg(faa=("faa", "mean"), time=("time", "mean"))
     figure = Figure(figsize=(6.4, 3.6), layout="constrained")
     axes = figure.add_subplot()
-    for emotion in EMOTIONS:
+    seconds = np.unique(60 * means["time"])
+    dodge = 0.04 * (np.diff(seconds).min() if len(seconds) > 1 else 1.0)  # bars side by side
+    for side, emotion in zip((-1, 1), EMOTIONS, strict=True):
         rows = means[means["target_emotion"] == emotion]
         summary = rows.groupby("time_bin").agg(
             time=("time", "mean"), mean=("faa", "mean"), sd=("faa", "std"), n=("faa", "count")
         )
         critical = stats.t.ppf(0.975, np.maximum(summary["n"] - 1, 1))
         margin = np.nan_to_num(critical * summary["sd"] / np.sqrt(summary["n"]))
-        axes.errorbar(60 * summary["time"], summary["mean"], yerr=margin, marker="o",
-                      capsize=3, color=EMOTION_COLOURS[emotion], label=emotion)  # fmt: skip
+        axes.errorbar(60 * summary["time"] + side * dodge, summary["mean"], yerr=margin,
+                      marker="o", capsize=3, color=EMOTION_COLOURS[emotion],
+                      label=emotion)  # fmt: skip
     _sparse_seconds(axes, data["time"])
     axes.set_xlabel("seconds from block start")
     axes.set_ylabel("FAA")

@@ -166,6 +166,8 @@ def _model_sections(analysis: StudyAnalysis) -> list[str]:
 def _fit_sections(result: LmeResult) -> list[str]:
     emotion = result.emotion_effect
     with_time = "time_centred" in result.formula
+    warned = [_paragraph(f"statsmodels warned about this fit: {_listed(result.fit_warnings)}.")]
+    warned = warned if result.fit_warnings else []
     confidence = f"{100 * (1 - result.alpha):g} %"
     structure = "random intercept and slope for time" if result.random_slope else (
         "random intercept" + (f" (slope dropped: {result.slope_rejected_because})"
@@ -191,17 +193,7 @@ def _fit_sections(result: LmeResult) -> list[str]:
             f"participants {100 * result.participant_share:.1f} %. "
             f"R2 marginal {result.r2_marginal:.3f}, conditional {result.r2_conditional:.3f}."
         ),
-        *(
-            [
-                _paragraph(
-                    "statsmodels warned about this fit: "
-                    + html.escape("; ".join(result.fit_warnings))
-                    + "."
-                )
-            ]
-            if result.fit_warnings
-            else []
-        ),
+        *warned,
         "<h3>Fixed effects</h3>",
         _table(result.fixed_effects),
         "<h3>Variance partition</h3>",
@@ -213,6 +205,11 @@ def _fit_sections(result: LmeResult) -> list[str]:
         "<h3>Participant intercepts</h3>",
         _image(participant_intercepts_figure(result)),
     ]
+
+
+def _listed(messages: tuple[str, ...]) -> str:
+    """Messages in one sentence, each without its own full stop."""
+    return html.escape("; ".join(message.rstrip(".") for message in messages))
 
 
 def _sentences(notes: tuple[str, ...]) -> str:
