@@ -314,3 +314,25 @@ def test_a_dying_bcmi_loop_stops_the_session_in_one_line_and_exports_what_it_rec
     assert len(block_lines(terminal)) == 2
     [error] = [r for r in read_jsonl(folder / "bcmi_loop.jsonl") if r["type"] == "error"]
     assert "injected fault" in error["traceback"]
+
+
+def test_a_stream_that_sends_nothing_stops_the_session_in_one_line_before_any_marker(
+    tmp_path: Path,
+) -> None:
+    from bci.simulate import eeg_outlet
+
+    name = f"silent-{uuid.uuid4().hex[:8]}"
+    outlet = eeg_outlet(name, name, ("TP9", "AF7", "AF8", "TP10"), 256.0, 8, "test")
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(TWO_BLOCKS)
+    done = subprocess.run(
+        [BANDMATE, "session", "run", str(protocol), "--participant", "P01", "--out",
+         str(tmp_path / "study"), "--stream", name, "--ratings", "auto", "--synth-driver", "none"],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    del outlet
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"error: LSL stream {name!r} sent no samples in 10 s: is the headset streaming?\n"
+    )
+    assert read_session(tmp_path / "study" / "raw" / "sub-P01" / "ses-01").markers == []
