@@ -88,7 +88,7 @@ class Session:
     def finish(self) -> list[dict[str, Any]]:
         """Wait for the exit; the markers the inlet received."""
         assert self.process.wait(timeout=90) == 0, self.process.communicate()[1]
-        markers = []
+        markers: list[dict[str, Any]] = []
         while True:
             sample, _ = self.inlet.pull_sample(timeout=0.5)
             if sample is None:
