@@ -119,8 +119,8 @@ class SessionRunner:
         after exporting a session that ended early (module docstring)."""
         stopped: str | None = None
         try:
-            self.eeg.wait_for_first_sample()
             try:
+                self.eeg.wait_for_first_sample()
                 self._wait_for_start()
                 self.console.show(COMMANDS)
                 for planned in self.plan:
