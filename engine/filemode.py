@@ -29,6 +29,11 @@ def read_input(path: Path, channel: int | None = None) -> tuple[np.ndarray, int]
     """Mono float32 audio: the chosen channel (0-based), or the mean of all channels."""
     import soundfile as sf
 
+    # libsndfile says only "System error" for a path that is missing or not a file.
+    if not path.exists():
+        raise EngineError(f"cannot read audio file {path}: no such file")
+    if path.is_dir():
+        raise EngineError(f"cannot read audio file {path}: it is a folder")
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
