@@ -9,7 +9,6 @@ loopback name are answered (DNS rebinding); server/access.py has the rules.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ from server.errors import ServerError
 from server.host import SessionHost, TooManySessions
 from server.metrics import ServerMetrics
 from server.protocol import PROTOCOL_VERSION, SessionSpec
+from server.version import version
 from server.ws import StreamHandler
 
 PAGE = Path(__file__).resolve().parent.parent / "clients" / "web"
@@ -145,10 +145,3 @@ def create_app(config: ServerConfig) -> FastAPI:
         return FileResponse(PAGE / name)
 
     return app
-
-
-def version() -> str:
-    try:
-        return importlib.metadata.version("bandmate")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"

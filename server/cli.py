@@ -24,6 +24,30 @@ from server import (  # noqa: E402  (register their commands)
     cli_session,
 )
 
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from models.checkpoint_config import git_commit
+        from server.version import version
+
+        commit = git_commit()
+        typer.echo(f"bandmate {version()}" + (f" (git {commit})" if commit else ""))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version (and the git commit, in a checkout) and exit.",
+    ),
+) -> None:
+    pass  # only --version, which is handled in its callback
+
+
 cli_models.register(app)
 cli_live.register(app)
 cli_engine.register(app)

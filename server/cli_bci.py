@@ -35,7 +35,9 @@ def run(
     duration: float = typer.Option(0.0, help="Seconds to run; 0 runs until Ctrl-C."),
     seed: int = typer.Option(0, help="Seed of the generative music."),
     log: Path | None = typer.Option(None, "--log", help="JSON-lines log file."),
-    no_outlets: bool = typer.Option(False, help="Do not publish valence/music/notes over LSL."),
+    no_outlets: bool = typer.Option(
+        False, "--no-outlets", help="Do not publish valence/music/notes over LSL."
+    ),
     synth: bool = typer.Option(True, help="Without --midi-port, play through FluidSynth."),
     synth_driver: str = typer.Option("jack", help="FluidSynth's audio driver (jack, alsa, ...)."),
     server_osc: str | None = typer.Option(
