@@ -154,6 +154,9 @@ def load_study(bids_root: Path, config: StudyConfig | None = None) -> Study:
 
     config = config or StudyConfig()
     if not (bids_root / "participants.tsv").is_file():
+        exported = bids_root / "bids"  # `session run --out STUDY` exports to STUDY/bids
+        if (exported / "participants.tsv").is_file():
+            raise BciError(f"{bids_root} is the study folder: analyze its BIDS dataset, {exported}")
         raise BciError(f"{bids_root}: not a BIDS study (no participants.tsv)")
     participants = pd.read_csv(bids_root / "participants.tsv", sep="\t")
     covariates = [c for c in participants.columns if c not in PARTICIPANT_COLUMNS]

@@ -73,6 +73,19 @@ def test_analyze_says_what_is_wrong_with_a_folder_that_is_not_a_study(tmp_path: 
     assert done.stderr.strip() == f"error: {tmp_path}: not a BIDS study (no participants.tsv)"
 
 
+def test_analyze_of_a_study_folder_points_at_its_bids_dataset(tmp_path: Path) -> None:
+    """`session run --out STUDY` writes raw/ and bids/; STUDY itself is no BIDS dataset."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "bids").mkdir()
+    (tmp_path / "bids" / "participants.tsv").write_text("participant_id\n")
+    done = subprocess.run([BANDMATE, "session", "analyze", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: {tmp_path} is the study folder: analyze its BIDS dataset, {tmp_path / 'bids'}"
+    )
+
+
 def test_a_block_broken_off_by_a_pause_is_left_out_and_its_rerun_is_rated(tmp_path: Path) -> None:
     """As `session run` records a pause: the happy block is broken off 3 s in, then runs
     again in full and is rated; only the rerun is analysed, with its rating."""
