@@ -124,12 +124,13 @@ def run_quality_benchmark(config: QualityBenchConfig) -> dict[str, Any]:
     from engine.checkpoint import load_engine_checkpoint
 
     started = time.perf_counter()
+    # The checkpoint first: a bad one must fail before held-out pieces are rendered into data/.
+    checkpoint = load_engine_checkpoint(config.checkpoint)
+    backend = create_backend(checkpoint, config.backend, config.threads)
     data = config.data_dir()
     pieces = load_held_out(
         data, config.limit, config.seconds, config.held_out_recipe, config.progress
     )
-    checkpoint = load_engine_checkpoint(config.checkpoint)
-    backend = create_backend(checkpoint, config.backend, config.threads)
 
     def analysed(audio: np.ndarray, rate: int) -> Any:
         return analyse(to_analysis_rate(audio, rate), config.threads)

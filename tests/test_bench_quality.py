@@ -176,3 +176,17 @@ def test_bench_quality_rejects_a_bad_limit_in_one_line() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --limit must be at least 1, not 0"
+
+
+def test_bench_quality_checks_the_checkpoint_before_rendering_anything(tmp_path: Path) -> None:
+    """Without --data it renders the held-out pieces into ./data/heldout (here: tmp_path);
+    a checkpoint that does not exist must stop it before that."""
+    missing = tmp_path / "nonexistent"
+    result = subprocess.run(
+        [BANDMATE, "bench", "quality", "--checkpoint", str(missing)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0], lines
+    assert list(tmp_path.iterdir()) == [], "it wrote before it checked the checkpoint"
