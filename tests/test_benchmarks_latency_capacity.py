@@ -4,6 +4,7 @@ the figures depend on the machine; the tests check what is reported and that it 
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from pathlib import Path
@@ -69,6 +70,73 @@ def test_bench_latency_model_size_matches_the_checkpoint(
     onnx_files = sorted(tiny_checkpoint.glob("*.onnx"))
     assert len(onnx_files) == 3
     assert size["onnx_bytes"] == sum(p.stat().st_size for p in onnx_files)
+
+
+@pytest.fixture(scope="module")
+def latency_run(tiny_checkpoint: Path) -> Any:
+    """A short real run of one backend: what `bench latency --plot` draws."""
+    from benchmarks.latency import LatencyBenchConfig, run_latency_benchmark
+
+    config = LatencyBenchConfig(tiny_checkpoint, audio_seconds=2, backends=("onnx-cpu",))
+    return run_latency_benchmark(config)
+
+
+def drawn(run: Any) -> Any:
+    from benchmarks.latency_report import latency_figure
+
+    figure = latency_figure(run.report, run.samples_ms)
+    figure.canvas.draw()
+    return figure
+
+
+def with_a_stalled_part(run: Any, part: str) -> Any:
+    """The run with one hop of `part` twice as slow as the slowest step: as a stall that hit
+    the parts' session and not the step's leaves it."""
+    from benchmarks.latency import LatencyRun, summarize
+
+    samples = {name: dict(parts) for name, parts in run.samples_ms.items()}
+    report = copy.deepcopy(run.report)
+    slow = samples["onnx-cpu"][part] = samples["onnx-cpu"][part].copy()
+    slow[len(slow) // 2] = 2 * samples["onnx-cpu"]["step"].max()
+    report["onnx-cpu"]["components"][part] = summarize(slow, report["hop_ms"])
+    return LatencyRun(report, samples)
+
+
+def test_latency_plot_legend_covers_no_plot(latency_run: Any) -> None:
+    figure = drawn(latency_run)
+    legends = [*figure.legends, *(a.get_legend() for a in figure.axes if a.get_legend())]
+    assert legends
+    for legend in legends:
+        box = legend.get_window_extent()
+        assert not any(box.overlaps(axis.get_window_extent()) for axis in figure.axes)
+
+
+def test_latency_plot_labels_its_axes_at_one_two_five_steps(latency_run: Any) -> None:
+    """A log axis labels only decades by default: 0.1, 1, 10 over the whole range."""
+    axis = drawn(latency_run).axes[0]
+    low, high = axis.get_xlim()
+    labels = [t.get_text() for t in axis.get_xticklabels() if low <= t.get_position()[0] <= high]
+    assert {"0.5", "1", "2", "5", "10", "20"} <= set(labels), labels
+    shares = [t.get_text() for t in axis.get_yticklabels()]
+    assert {"1 %", "2 %", "5 %", "10 %", "50 %", "100 %"} <= set(shares), shares
+
+
+def test_latency_plot_and_table_note_a_part_slower_than_the_step(latency_run: Any) -> None:
+    from benchmarks.latency_report import markdown_table
+
+    plain = drawn(latency_run)
+    assert not [t for t in plain.axes[0].texts if t.get_text()]
+    assert "took longer than the slowest step" not in markdown_table(latency_run.report)
+    stalled = with_a_stalled_part(latency_run, "decode")
+    figure = drawn(stalled)
+    axis = figure.axes[0]
+    (note,) = [t for t in axis.texts if t.get_text()]
+    assert note.get_text().startswith("onnx-cpu: the slowest decode (")
+    assert "took longer than the slowest step" in note.get_text().replace("\n", " ")
+    box = note.get_window_extent()
+    assert not box.overlaps(axis.get_window_extent()), "the note hides curves"
+    assert not box.overlaps(axis.title.get_window_extent()), "the note runs into the title"
+    assert "- onnx-cpu: the slowest decode (" in markdown_table(stalled.report)
 
 
 def check_engine_search(entry: dict[str, Any], max_sessions: int) -> None:
