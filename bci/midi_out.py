@@ -38,6 +38,7 @@ from typing import Protocol
 import rtmidi
 
 from bci.composer import Composer, NoteEvent
+from bci.library_output import library_output_caught
 from bci.mapping import MusicParams
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,14 @@ class RtMidiSink:
         if rtmidi_api != rtmidi.API_UNSPECIFIED and rtmidi_api not in rtmidi.get_compiled_api():
             raise MidiOutError(f"python-rtmidi on this machine has no {api} support")
         try:
-            self.midi_out = rtmidi.MidiOut(rtmidi_api, name=port_name)
-            self.midi_out.open_virtual_port(port_name)
+            with library_output_caught():  # libjack's and ALSA's complaints: ours is one line
+                self.midi_out = rtmidi.MidiOut(rtmidi_api, name=port_name)
+                self.midi_out.open_virtual_port(port_name)
         except rtmidi.RtMidiError as error:
-            raise MidiOutError(f"cannot open MIDI output {port_name!r} ({api}): {error}") from error
+            fix = "; start jackd first" if api == "jack" else ""
+            raise MidiOutError(
+                f"cannot open MIDI output {port_name!r} ({api}): {error}{fix}"
+            ) from error
         self.port_name = port_name
         self.closed = False
 

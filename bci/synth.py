@@ -10,10 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from bci.errors import BciError
+from bci.library_output import library_output_caught
 
 GM_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian fluid-soundfont-gm
 PART_PROGRAMS = {0: 0, 1: 33, 2: 73}  # channel -> GM program: piano, fingered bass, flute
 DRUM_CHANNEL = 9
+
+
+# When a driver cannot start, what to try instead (a laptop without JACK has PulseAudio).
+OTHER_DRIVERS = {
+    "jack": "start jackd, or use --synth-driver pulseaudio or alsa",
+    "pulseaudio": "use --synth-driver alsa or jack",
+    "alsa": "use --synth-driver pulseaudio or jack",
+}
 
 
 class FluidSynthSink:
@@ -24,15 +33,20 @@ class FluidSynthSink:
         if not soundfont.is_file():
             raise BciError(f"SoundFont {soundfont} is missing: install Debian fluid-soundfont-gm")
         settings = {"audio.jack.id": client_name} if driver == "jack" else {}
-        self.synth = fluidsynth.Synth(gain=0.5, samplerate=48_000.0, **settings)
-        try:
-            self.synth.start(driver=driver)
-        except Exception as exc:  # pyfluidsynth raises bare Exceptions for driver failures
+        with library_output_caught() as said:
+            self.synth = fluidsynth.Synth(gain=0.5, samplerate=48_000.0, **settings)
+            # Only the audio driver: Synth.start() would also open a MIDI driver (the ALSA
+            # sequencer, which fails and complains where there is none), and we send the
+            # notes ourselves.
+            self.synth.setting("audio.driver", driver)
+            self.synth.audio_driver = fluidsynth.new_fluid_audio_driver(
+                self.synth.settings, self.synth.synth
+            )
+        if not self.synth.audio_driver:
             self.synth.delete()
-            raise BciError(f"cannot start FluidSynth's {driver} audio driver: {exc}") from None
-        if self.synth.audio_driver is None:
-            self.synth.delete()
-            raise BciError(f"cannot start FluidSynth's {driver} audio driver (is it running?)")
+            reason = (said.last_line("fluidsynth: error:") or "is it running?").rstrip(".")
+            fix = OTHER_DRIVERS.get(driver, "use --synth-driver jack, pulseaudio or alsa")
+            raise BciError(f"cannot start FluidSynth's {driver} audio driver ({reason}): {fix}")
         font = self.synth.sfload(str(soundfont))
         for channel, program in PART_PROGRAMS.items():
             self.synth.program_select(channel, font, 0, program)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bci.library_output import library_output_caught
 from server.config import is_loopback
 from server.errors import ServerError
 from server.host import SessionHost
@@ -135,10 +136,12 @@ class MidiController:
         self.changes = 0
         self.ignored = ThrottledLog()
         try:
-            self.midi_in = rtmidi.MidiIn(apis[api], name="bandmate")
-            self.midi_in.open_virtual_port(port_name)
+            with library_output_caught():  # libjack's and ALSA's complaints: ours is one line
+                self.midi_in = rtmidi.MidiIn(apis[api], name="bandmate")
+                self.midi_in.open_virtual_port(port_name)
         except (rtmidi.SystemError, rtmidi.InvalidPortError) as exc:
-            raise ServerError(f"cannot open MIDI input {port_name!r} ({api}): {exc}") from None
+            fix = "; start jackd first" if api == "jack" else ""
+            raise ServerError(f"cannot open MIDI input {port_name!r} ({api}): {exc}{fix}") from None
         self.midi_in.set_callback(self._on_message)
 
     def _on_message(self, event: tuple[list[int], float], _: object = None) -> None:
