@@ -52,6 +52,7 @@ def jam(
     from engine import portaudio
     from engine.backends import create_backend
     from engine.checkpoint import load_engine_checkpoint
+    from engine.jack_fit import check_jack_rate, fit_buffer_to_period, jack_period, on_jack
     from engine.live import (
         DeviceLostError,
         LiveConfig,
@@ -80,6 +81,13 @@ def jam(
             extra_blocks=extra_blocks,
         )
         check_channels(config, device_in, device_out)
+        if on_jack(device_in, device_out):
+            check_jack_rate(rate, device_in if on_jack(device_in) else device_out)
+            period = jack_period()
+            if period is not None:
+                config, note = fit_buffer_to_period(config, period)
+                if note:
+                    typer.echo(f"jam: {note}")
         model = create_backend(load_engine_checkpoint(checkpoint), backend, threads)
         session = Session(model, SessionConfig(device_rate=rate, seed=seed))
         pair = min(output_channels + 2, device_out.outputs)
