@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -169,6 +170,7 @@ class LiveEngine:
         self._starved = False  # the previous block ended short
         # Worker state.
         self.processed = 0  # input samples the worker has turned into accompaniment
+        self.input_peak = 0.0  # largest |input| since take_input_peak(): the status's meter
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -260,6 +262,8 @@ class LiveEngine:
         while available := self.input.available():
             chunk = self._work_chunk[: min(available, len(self._work_chunk))]
             self.input.read_into(chunk)
+            # Measured here, not in the callback, which only copies.
+            self.input_peak = max(self.input_peak, float(chunk.max()), -float(chunk.min()))
             self.output.write(self.session.process(chunk))
             self.processed += len(chunk)
             done += len(chunk)
@@ -286,6 +290,12 @@ class LiveEngine:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    def take_input_peak(self) -> float:
+        """The input's peak since the last call. The worker may raise it in between the read
+        and the reset; a meter can lose that one block's peak."""
+        peak, self.input_peak = self.input_peak, 0.0
+        return peak
 
     def check_worker(self) -> None:
         if self._error is not None:
@@ -327,8 +337,9 @@ class LiveEngine:
         self._stream = None
         self.stop_worker()
 
-    def run(self, seconds: float) -> None:
-        """Play for `seconds` (0: until KeyboardInterrupt), raising if the worker failed."""
+    def run(self, seconds: float, on_tick: Callable[[], None] | None = None) -> None:
+        """Play for `seconds` (0: until KeyboardInterrupt), raising if the worker failed;
+        `on_tick` is called every 0.1 s (a status line)."""
         now = time.monotonic()
         deadline = now + seconds if seconds > 0 else float("inf")
         played, heard_at = self.played, now
@@ -339,6 +350,8 @@ class LiveEngine:
             if self._stream is not None and (not self._stream.active or now - heard_at > 2):
                 self.device_lost = True
                 raise DeviceLostError("the audio device stopped calling back (is jackd gone?)")
+            if on_tick is not None:
+                on_tick()
             time.sleep(min(0.1, max(0.0, deadline - now)))
             now = time.monotonic()
         self.check_worker()

@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from bci.console import Console
+    from engine.live import LiveEngine
+    from server.jam_status import JamStatus
 
 T = TypeVar("T")
 
@@ -48,7 +54,9 @@ def jam(
     threads: int = typer.Option(1, help="Inference threads."),
     seed: int = typer.Option(0, help="Seed of the generator's noise."),
 ) -> None:
-    """Accompany live input from an audio device, in real time."""
+    """Accompany live input from an audio device, in real time, with a status line: the input
+    meter, the misses and the device's xruns."""
+    from bci.console import Console
     from engine import portaudio
     from engine.backends import create_backend
     from engine.checkpoint import load_engine_checkpoint
@@ -62,6 +70,7 @@ def jam(
         list_devices,
     )
     from engine.session import Session, SessionConfig, check_rate
+    from server.jam_status import JamStatus
 
     try:
         found = _portaudio_errors_as_engine_errors(list_devices)
@@ -100,6 +109,7 @@ def jam(
         # job control inherits SIGINT ignored (bench e2e met exactly that).
         signal.signal(signal.SIGTERM, _interrupt)
         lost: DeviceLostError | None = None
+        console, status = Console(), JamStatus(engine)
         with engine:
             outs = f"{output_channels}" + (f"-{pair - 1}" if pair - 1 > output_channels else "")
             typer.echo(
@@ -112,11 +122,12 @@ def jam(
                 f"device {_ms(engine.stream_latency_samples, rate)})"
             )
             try:
-                engine.run(seconds)
+                engine.run(seconds, on_tick=lambda: show_status(console, status, engine, rate))
             except KeyboardInterrupt:  # Ctrl-C is how a jam ends
                 pass
             except DeviceLostError as exc:
                 lost = exc
+        console.end_status()
         t = session.telemetry.summary()
         typer.echo(
             f"telemetry: {t.hops} hops, p50 {t.p50_ms:.2f} ms, p99 {t.p99_ms:.2f} ms, "
@@ -129,6 +140,11 @@ def jam(
             os._exit(2)
     finally:
         portaudio.release()  # let go of JACK now, not at interpreter exit
+
+
+def show_status(console: Console, status: JamStatus, engine: LiveEngine, rate: int) -> None:
+    if engine.played >= rate:  # from the first second on: before, the meter has had nothing
+        console.status(status.line(time.monotonic()))
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

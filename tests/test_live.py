@@ -19,6 +19,7 @@ from engine.filemode import accompany
 from engine.jackd import JackServer
 from engine.live import FADE_SECONDS, LiveConfig, LiveEngine
 from engine.session import Session, SessionConfig
+from server.jam_status import JamStatus
 from tests.helpers import BANDMATE
 
 RATE = 48_000
@@ -142,6 +143,27 @@ def test_an_underrun_fades_out_counts_misses_and_the_accompaniment_realigns(
     np.testing.assert_array_equal(out[settled:], reference[settled:])
 
 
+def test_jam_status_meters_the_input_peak_held_then_falling(onnx_backend: Backend) -> None:
+    engine = engine_for(onnx_backend, input_channel=1, output_channel=2)
+    status = JamStatus(engine)
+    callback(engine, np.full(256, 0.5, np.float32))
+    engine.work()
+    assert status.line(now=100.0).startswith("input -6.0 dBFS [##################--] |")
+    callback(engine, np.zeros(256, np.float32))
+    engine.work()
+    assert status.line(now=101.0).startswith("input -26.0 dBFS [###########---------] |")
+    assert status.line(now=104.0).startswith("input silent [--------------------] |")
+
+
+def test_jam_status_counts_the_misses(onnx_backend: Backend, recording: np.ndarray) -> None:
+    """The worker never runs: the 2-block buffer plays out, and the next 2 callbacks miss."""
+    engine = engine_for(onnx_backend, input_channel=1, output_channel=2, extra_blocks=2)
+    for start in range(0, 4 * 256, 256):
+        callback(engine, recording[start : start + 256])
+    assert engine.session.telemetry.misses == 2
+    assert JamStatus(engine).line(now=0.0).endswith(" | 2 misses | 0 xruns | 0:00")
+
+
 def bandmate(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BANDMATE, *map(str, args)], capture_output=True, text=True, timeout=timeout
@@ -197,6 +219,18 @@ def test_jam_with_blocks_smaller_than_the_jack_period_buffers_two_periods_and_sa
 
 
 @pytest.mark.jack
+def test_jam_shows_a_status_line_while_it_plays(
+    jack_server: JackServer, tiny_checkpoint: Path
+) -> None:
+    """Into a pipe the status is a line every 5 s (bci/console.py); JACK's dummy driver
+    captures silence."""
+    result = bandmate("jam", "--seconds", "7", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    status = r"^status: input silent \[-{20}\] \| \d+ miss(es)? \| \d+ xruns? \| 0:0\d$"
+    assert len(re.findall(status, result.stdout, re.M)) >= 2, result.stdout
+
+
+@pytest.mark.jack
 def test_jam_exits_with_one_error_line_when_jackd_goes_away(
     tiny_checkpoint: Path, jack_server: JackServer
 ) -> None:
@@ -217,7 +251,7 @@ def test_jam_exits_with_one_error_line_when_jackd_goes_away(
     assert stderr.strip().splitlines() == [
         "error: the audio device stopped calling back (is jackd gone?)"
     ]
-    assert stdout.startswith("telemetry: ")
+    assert re.search(r"^telemetry: ", stdout, re.M), stdout
 
 
 @pytest.mark.jack
@@ -305,4 +339,4 @@ def test_jam_stops_on_sigterm_as_on_ctrl_c_even_with_sigint_ignored(
     jam.terminate()
     stdout, stderr = jam.communicate(timeout=30)
     assert jam.returncode == 0, stderr
-    assert stdout.startswith("telemetry: ")
+    assert re.search(r"^telemetry: ", stdout, re.M), stdout
