@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -41,6 +43,20 @@ class StreamResult:
     ready: dict[str, Any]
     telemetry: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Per message: from sending it to receiving the last sample of its answer. The server's
+    # latency is in the audio; this is what the network and the server's queue add to it.
+    round_trips_s: list[float] = field(default_factory=list)
+    sent: int = 0  # samples sent so far (the input, then the latency's worth of silence)
+    total: int = 0  # samples to send in all
+    elapsed_s: float = 0.0  # since the first message, as of the last one sent
+    final_telemetry: bool = False  # the last telemetry came after the last answer
+
+    @property
+    def server_latency_ms(self) -> float:
+        """The latency the server reports: in its telemetry, or else in `ready`."""
+        if self.telemetry:
+            return float(self.telemetry[-1]["latency_ms"])
+        return 1e3 * self.ready["latency_samples"] / self.ready["sample_rate"]
 
 
 def stream_url(base: str, token: str | None = None) -> str:
@@ -72,15 +88,22 @@ async def open_stream(options: StreamOptions, rate: int) -> tuple[ClientConnecti
     return socket, ready
 
 
-async def stream_audio(audio: np.ndarray, rate: int, options: StreamOptions) -> StreamResult:
+async def stream_audio(
+    audio: np.ndarray,
+    rate: int,
+    options: StreamOptions,
+    on_progress: Callable[[StreamResult], None] | None = None,
+) -> StreamResult:
+    """`on_progress(result)` is called after every message sent (a status line)."""
     socket, ready = await open_stream(options, rate)
     latency = int(ready["latency_samples"])
     padded = np.concatenate([audio.astype(np.float32), np.zeros(latency, np.float32)])
-    result = StreamResult(np.zeros(0, np.float32), ready)
+    result = StreamResult(np.zeros(0, np.float32), ready, total=len(padded))
     received: list[np.ndarray] = []
     got = 0
     done, progress = asyncio.Event(), asyncio.Event()
     in_flight = rate // 2  # --fast: at most half a second ahead, well inside the server's backlog
+    awaited: deque[tuple[int, float]] = deque()  # (end of a message's samples, when it went)
 
     async def receive() -> None:
         nonlocal got
@@ -88,6 +111,8 @@ async def stream_audio(audio: np.ndarray, rate: int, options: StreamOptions) -> 
             if isinstance(message, bytes):
                 received.append(pcm_to_float(message, options.format))
                 got += len(received[-1])
+                while awaited and awaited[0][0] <= got:
+                    result.round_trips_s.append(time.perf_counter() - awaited.popleft()[1])
                 progress.set()
                 if got >= len(padded):
                     done.set()
@@ -95,12 +120,19 @@ async def stream_audio(audio: np.ndarray, rate: int, options: StreamOptions) -> 
                 parsed = json.loads(message)
                 kind = parsed.get("type")
                 (result.telemetry if kind == "telemetry" else result.errors).append(parsed)
+                if kind == "telemetry" and done.is_set():
+                    result.final_telemetry = True
 
     receiver = asyncio.create_task(receive())
     try:
         started = time.perf_counter()
         for index, start in enumerate(range(0, len(padded), options.blocksize)):
-            await socket.send(encode_pcm(padded[start : start + options.blocksize], options.format))
+            block = padded[start : start + options.blocksize]
+            awaited.append((start + len(block), time.perf_counter()))
+            await socket.send(encode_pcm(block, options.format))
+            result.sent, result.elapsed_s = start + len(block), time.perf_counter() - started
+            if on_progress is not None:
+                on_progress(result)
             if options.realtime:
                 due = started + (index + 1) * options.blocksize / rate
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
@@ -118,12 +150,21 @@ async def stream_audio(audio: np.ndarray, rate: int, options: StreamOptions) -> 
             raise ClientError(f"server closed the stream: {reason}")
         if not done.is_set():
             raise ClientError(f"timed out: {got} of {len(padded)} samples came back")
+        await _final_telemetry(result, receiver)
     finally:
         receiver.cancel()
         await socket.close()
     result.errors = [e for e in result.errors if e.get("type") == "error"]
     result.accompaniment = np.concatenate(received)[latency : latency + len(audio)]
     return result
+
+
+async def _final_telemetry(result: StreamResult, receiver: asyncio.Task[None]) -> None:
+    """Wait for the telemetry after the last answer, so the summary covers the whole stream
+    (a short --fast stream may be over before the first; the server sends it twice a second)."""
+    deadline = time.perf_counter() + 1.5
+    while not result.final_telemetry and not receiver.done() and time.perf_counter() < deadline:
+        await asyncio.sleep(0.02)
 
 
 def _close_reason(exc: ConnectionClosed) -> str:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from clients.stream import StreamResult
 
 client_app = typer.Typer(help="Talk to a running `bandmate serve`.", no_args_is_help=True)
 
@@ -25,22 +30,52 @@ def stream(
     format: str = typer.Option("float32", help="PCM on the wire: float32 or int16."),
 ) -> None:
     """Stream a recording at real-time pace and write the accompaniment that came back
-    (latency-compensated: aligned with the input, as `bandmate accompany` writes it)."""
+    (latency-compensated: aligned with the input, as `bandmate accompany` writes it), with a
+    status line as it goes."""
+    from bci.console import Console
     from clients.stream import StreamOptions, stream_audio
     from engine.filemode import read_input, write_audio
 
     audio, rate = read_input(input_path)
     options = StreamOptions(url, token, checkpoint, seed, blocksize, not fast, format)
-    result = asyncio.run(stream_audio(audio, rate, options))
+    console = Console()
+
+    def progress(result: StreamResult) -> None:
+        if result.sent >= rate:  # from the first second on: before, there is nothing to say
+            console.status(stream_status(result, rate, fast))
+
+    result = asyncio.run(stream_audio(audio, rate, options, progress))
+    console.end_status()
     write_audio(output, result.accompaniment, rate)
-    last = result.telemetry[-1] if result.telemetry else {}
+    session, summary = result.ready["session"], stream_summary(result, rate, fast)
     typer.echo(
-        f"wrote {output}: {len(audio) / rate:.1f} s via {url} (session {result.ready['session']}, "
-        f"latency {1e3 * result.ready['latency_samples'] / rate:.1f} ms, "
-        f"misses {last.get('misses', 0)}, p99 compute {last.get('p99_ms', 0):.2f} ms)"
+        f"wrote {output}: {len(audio) / rate:.1f} s via {url} (session {session}); {summary}"
     )
     for error in result.errors:
         typer.echo(f"server error: {error['code']}: {error['message']}", err=True)
+
+
+def stream_status(result: StreamResult, rate: int, fast: bool) -> str:
+    sent = f"sent {result.sent / rate:.1f} of {result.total / rate:.1f} s"
+    return f"{sent} | {stream_summary(result, rate, fast)}"
+
+
+def stream_summary(result: StreamResult, rate: int, fast: bool) -> str:
+    """The latency the server reports, and the round trip measured on top of it; misses only
+    where they mean something: --fast sends ahead of real time, so its blocks queue at the
+    server and count as late there, while its output is the real-time stream's."""
+    trips = [1e3 * seconds for seconds in result.round_trips_s]
+    latency = f"latency {result.server_latency_ms:.1f} ms (server)"
+    if fast:
+        pace = result.sent / rate / max(result.elapsed_s, 1e-3)
+        latency += f"; {pace:.1f}x real time"
+    elif trips:
+        latency += f" + round trip p50 {statistics.median(trips):.1f} / max {max(trips):.1f} ms"
+    last = result.telemetry[-1] if result.telemetry else None
+    if last is None:
+        return f"{latency}; no telemetry yet"
+    misses = "misses not counted with --fast" if fast else f"{last['misses']} misses"
+    return f"{latency}; p99 compute {last['p99_ms']:.2f} ms, {misses}"
 
 
 @client_app.command("live")
