@@ -1,9 +1,11 @@
 """Headless Chromium driven by selenium, as the page tests use it (Debian's chromium and
-chromium-driver, which `make test` installs)."""
+chromium-driver, which `make test` installs); their screenshots are kept to look at."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 
@@ -21,3 +23,13 @@ def headless_chromium(*flags: str) -> Any:
                  *flags):  # fmt: skip
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def screenshot(browser: Any, tmp_path: Path, name: str) -> Path:
+    """The page as it looks now, as `tmp_path/name.png`; copied to $BANDMATE_SCREENSHOTS when
+    that is set, to look at."""
+    path = tmp_path / f"{name}.png"
+    browser.save_screenshot(str(path))
+    if os.environ.get("BANDMATE_SCREENSHOTS"):
+        shutil.copy(path, Path(os.environ["BANDMATE_SCREENSHOTS"]) / path.name)
+    return path

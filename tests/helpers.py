@@ -194,3 +194,12 @@ def simulated_session_run(protocol: Path, out: Path) -> tuple[Any, list[str]]:
                "--out", str(out), "--stream", name, "--ratings", "auto",
                "--synth-driver", "none"]  # fmt: skip
     return simulator, command
+
+
+def free_udp_port() -> int:
+    """A UDP port on loopback that nothing listens on now (for a server's --osc-port)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -9,10 +9,8 @@ by a real inlet. Screenshots are kept (under $BANDMATE_SCREENSHOTS when set) to 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -27,7 +25,7 @@ import pytest
 from bci.recorder import read_session
 from bci.simulate import Schedule, Simulator, SimulatorConfig
 from tests.bci_probe import wait_until
-from tests.browser import headless_chromium
+from tests.browser import headless_chromium, screenshot
 from tests.helpers import BANDMATE
 
 PROTOCOL = """\
@@ -122,14 +120,6 @@ def browser() -> Iterator[Any]:
 def screen_becomes(browser: Any, screen: str, timeout_s: float = 30.0) -> None:
     wait_until(lambda: browser.execute_script("return window.bandmate.screen") == screen,
                timeout_s, f"the page showing {screen}")  # fmt: skip
-
-
-def screenshot(browser: Any, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / f"{name}.png"
-    browser.save_screenshot(str(path))
-    if os.environ.get("BANDMATE_SCREENSHOTS"):
-        shutil.copy(path, Path(os.environ["BANDMATE_SCREENSHOTS"]) / path.name)
-    return path
 
 
 def test_the_page_shows_instructions_cross_countdowns_tone_and_sam_scales(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from websockets.asyncio.client import connect
 
 from engine.jackd import JackServer
-from tests.helpers import RunningServer, models_dir
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.helpers import RunningServer, free_udp_port, models_dir
 
 
 async def telemetry_until(ws: Any, predicate: Any, block: bytes, timeout: float = 10) -> dict:

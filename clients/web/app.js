@@ -25,6 +25,7 @@ window.bandmate = { stats };
 let audio = null; // {context, node, stream}
 let socket = null;
 let ready = null;
+let hopMs = null; // the model's hop, the deadline of its compute: from `ready`
 let wanted = false; // the user pressed Start and not Stop
 let retryDelay = 1;
 let pending = new Float32Array(BLOCK);
@@ -41,7 +42,11 @@ function showError(text) { const e = $("error"); e.textContent = text; e.hidden 
 async function loadCheckpoints() {
   try {
     const response = await fetch("/v1/checkpoints", { headers: headers() });
-    if (response.status === 401) { showError("This server needs a token: enter it, then Start."); return; }
+    if (response.status === 401) {
+      $("token-field").hidden = false; // shown only where the server needs one
+      showError("This server needs a token: enter it, then Start.");
+      return;
+    }
     const select = $("checkpoint");
     select.innerHTML = "";
     for (const c of await response.json()) {
@@ -77,7 +82,7 @@ function level(samples) {
 function setBar(id, fraction) { $(id).style.width = `${Math.max(0, Math.min(1, fraction)) * 100}%`; }
 
 function onInput(frames) {
-  setBar("input-bar", level(frames) * 4);
+  if (wanted) setBar("input-bar", level(frames) * 4);
   let offset = 0;
   while (offset < frames.length) {
     const take = Math.min(BLOCK - pendingFill, frames.length - offset);
@@ -113,6 +118,7 @@ function connect() {
   };
   socket.onclose = (event) => {
     ready = null;
+    clearMeters();
     if (!wanted) return;
     const why = CLOSE_REASONS[event.code] || `closed (${event.code})`;
     const fatal = [4400, 4401, 4403, 4426].includes(event.code);
@@ -126,6 +132,7 @@ function connect() {
 
 function onReady(message) {
   ready = message;
+  hopMs = (1000 * message.hop_samples) / message.model_sample_rate;
   retryDelay = 1;
   showError("");
   setStatus(`live · ${message.checkpoint}`, "live");
@@ -147,15 +154,35 @@ function onTelemetry(t) {
   instruction.textContent = t.instruction || "";
   instruction.hidden = !t.instruction;
   const buffered = (2 * BLOCK) / audio.context.sampleRate * 1000;
-  $("latency").textContent = `${(t.latency_ms + buffered).toFixed(1)} ms`;
-  $("latency").title = `model ${t.latency_ms.toFixed(1)} ms + jitter buffer ${buffered.toFixed(1)} ms, plus the network`;
+  $("latency").textContent = `${(t.latency_ms + buffered).toFixed(1)} ms `;
+  const server = document.createElement("small"); // the part `bandmate client stream` reports
+  server.textContent = `server ${t.latency_ms.toFixed(1)}`;
+  $("latency").appendChild(server);
+  $("latency").title = `the server's ${t.latency_ms.toFixed(1)} ms + this page's jitter buffer ${buffered.toFixed(1)} ms, plus the network`;
   $("compute").textContent = `${t.p50_ms.toFixed(2)} / ${t.p99_ms.toFixed(2)} ms`;
+  // Over the hop, the server cannot keep up: some hops come late and the band drops out.
+  warn("compute", hopMs !== null && t.p99_ms > hopMs, `p99 above the hop (${hopMs?.toFixed(1)} ms): the server is not keeping up`);
   $("rtf").textContent = t.real_time_factor.toFixed(3);
   setBar("rtf-bar", t.real_time_factor);
   $("misses").textContent = String(t.misses);
+  warn("misses", t.misses > 0, "hops that came too late: the band dropped out there");
   $("dropped").textContent = String(t.dropped_messages);
-  $("valence").textContent = t.valence === null ? "no EEG" : t.valence.toFixed(2);
+  $("valence-meter").hidden = t.valence === null; // only while an EEG loop sends it
+  $("valence").textContent = t.valence === null ? "—" : t.valence.toFixed(2);
   setBar("valence-bar", t.valence === null ? 0 : (t.valence + 1) / 2);
+}
+
+function warn(id, on, why) { $(id).classList.toggle("warn", on); $(id).title = on ? why : ""; }
+
+// When the stream stops, the figures of the last one must not look live.
+function clearMeters() {
+  for (const id of ["latency", "compute", "rtf", "misses", "dropped", "valence"]) {
+    $(id).textContent = "—";
+    warn(id, false, "");
+  }
+  for (const id of ["rtf-bar", "valence-bar", "input-bar", "output-bar"]) setBar(id, 0);
+  $("valence-meter").hidden = true;
+  $("instruction").hidden = true;
 }
 
 function sendControl(name, value) {
@@ -187,6 +214,7 @@ function stop() {
   if (socket) socket.close(1000, "stopped");
   if (audio) { audio.stream.getTracks().forEach((t) => t.stop()); audio.context.close(); audio = null; }
   ready = null;
+  clearMeters();
   setStatus("not connected", "idle");
   $("start").disabled = false;
   $("stop").disabled = true;
