@@ -97,7 +97,7 @@ def search_backends(checkpoint_dir: Path, names: tuple[str, ...], threads: int) 
         except ImportError:
             pass
         names = tuple(wanted)
-    backends = []
+    backends: list[Backend] = []
     for name in names:
         kind, _, device = name.partition("-")
         if device not in ("cpu", "cuda"):

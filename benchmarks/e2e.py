@@ -21,10 +21,15 @@ the recording against it sample for sample (benchmarks/e2e_alignment.py says how
   An xrun can cost jam a period of input, which moves the rest of the signal in jam's
   input; the search follows such moves (reported as input slips), so later chirps are
   still found.
-- reaction time, per chirp: lag + framing wait, where the framing wait (measured offline by
-  leaving just that chirp out and finding the first output sample that changes) is the time
-  until the model's next hop boundary: the model hears input in 1024-sample hops, so a new
-  sound can change the accompaniment only from the next hop on (1 to 1024 samples).
+  The accompaniment of input sample i is what the session plays `latency_samples` after it
+  (the codec's synthesis delay, less the hops of anticipation that pay it back), so the lag
+  includes the session's latency as well as jam's buffer and the device's.
+- reaction time, per chirp: the lag's buffer and device part plus the framing wait, where
+  the framing wait (measured offline by leaving just that chirp out and finding the first
+  output sample that changes) is the time until the model's next hop boundary: the model
+  hears input in 1024-sample hops, so a new sound can change the accompaniment only from the
+  next hop on (1 to 1024 samples). It can come before the lag: the codec's overlapping
+  synthesis windows start to sound a frame before its centre.
 - dry path: a second, short jam run with `--dry-gain 1 --wet-gain 0` plays its input back
   unchanged; the same chirps found in it give the device part (JACK + PortAudio) alone.
 
@@ -275,7 +280,8 @@ def run_e2e_benchmark(config: E2EBenchConfig) -> dict[str, Any]:
                                   slip_step)  # fmt: skip
     lags = [t.lag for t in timings if t.lag is not None]
     waits = [t.framing_wait for t in timings if t.framing_wait is not None]
-    reactions = [t.lag + t.framing_wait for t in timings
+    session_latency = align.fresh_session(backend, seed).latency_samples
+    reactions = [t.lag - session_latency + t.framing_wait for t in timings
                  if t.lag is not None and t.framing_wait is not None]  # fmt: skip
     reported = wet.reported.samples
     hop = checkpoint.info.hop
@@ -293,6 +299,7 @@ def run_e2e_benchmark(config: E2EBenchConfig) -> dict[str, Any]:
             "system_port_latency_frames": ports,
         },
         "reported": {**asdict(wet.reported), "latency_ms": 1e3 * reported / RATE},
+        "session_latency_ms": 1e3 * session_latency / RATE,
         "accompaniment_lag": {
             **alignment,
             "events": len(signal.events),

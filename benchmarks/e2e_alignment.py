@@ -149,7 +149,10 @@ def locate_onset(
 class EventTiming:
     """One event (a chirp) of the probe's signal, all in samples."""
 
-    lag: int | None  # recorded index of its accompaniment - recorded index it was fed at
+    # Recorded index of its accompaniment - recorded index it was fed at. "Its accompaniment"
+    # is what the session plays `latency_samples` after it (the codec's delay), so the lag is
+    # the whole latency jam reports: the session's, its buffer's and the device's.
+    lag: int | None
     framing_wait: int | None  # session samples from its first sample to the first it changes
     slip: int = 0  # how far jam's input had moved since the event before (lost periods)
 
@@ -172,12 +175,13 @@ def event_timings(
     is found holds for the events after it."""
     hop = backend.info.hop
     session, position = fresh_session(backend, seed), 0  # input consumed: a hop multiple
+    lead = session.latency_samples  # session output index of input index i's accompaniment - i
     first = onset  # session input index of the signal's first sample, as jam heard it
     slips = [
         0,
         *(s * k for k in range(1, MAX_SLIP // slip_step + 1) for s in (-slip_step, slip_step)),
     ]
-    span = MATCH_WINDOW + 3 * hop  # rendered after an event: its window and reaction
+    span = lead + MATCH_WINDOW + 3 * hop  # rendered after an event: its window and reaction
     timings = []
     for event in tqdm(signal.events.tolist(), desc="locating chirps", unit="chirp", leave=False):
         # Catch up to a hop boundary before the event under any slip: silence there.
@@ -190,7 +194,7 @@ def event_timings(
         for slip in slips:
             at = first + slip + event
             attempt = fork(session).process(signal.as_heard(first + slip, position, at + span))
-            window = attempt[at - position : at - position + MATCH_WINDOW]
+            window = attempt[at + lead - position : at + lead - position + MATCH_WINDOW]
             if informative(window) and (lag := find_exactly(window, searched)) is not None:
                 first, output, moved = first + slip, attempt, slip
                 break

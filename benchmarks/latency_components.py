@@ -1,35 +1,27 @@
 """Where a step's time goes: encode, generate and decode timed one by one, and the model's size.
 
-Both backends already run the step as three separate parts, so no extra export is needed:
-the ONNX checkpoint holds three step graphs (encoder, generator, decoder) with their state as
-explicit inputs and outputs, and the torch backend calls `codec.encode_step`,
-`generator.step` and `codec.decode_step` in turn. The component timers make exactly those
-calls, with a clock read between them:
-
-- onnx (CPU or CUDA): `OnnxBackend.run_graph` for each graph, the very calls `step` makes.
-  Each returns host arrays, so on CUDA every part includes its own copies in and out, as
-  the step does.
-- torch on CPU: the three module calls under `inference_mode`, the state kept as tensors.
-  The step adds only zero-copy numpy views around them.
-- torch on CUDA: the three module calls eagerly, with `torch.cuda.synchronize()` after each
-  so a part's time is its own. The step itself replays one captured CUDA graph, so there
-  the parts add up to more than the step: they show proportions, the step is the headline.
+Every backend's `step` is the composition of its `encode`, `generate` and `decode` methods
+(engine/backends/base.py), so the component timer calls exactly those methods, with a clock
+read between them: encode is the codec's numpy analysis plus its encoder network, decode the
+decoder network plus the numpy synthesis (phase reconstruction and overlap-add). Each method
+returns host arrays, so on CUDA every part includes its own copies in and out, as the step
+does.
 
 Percentiles do not add: on a busy machine a step is slow when any one of its parts is, so
 its p50 can exceed the sum of the parts' p50s. Means do add, hence the report's check
-`components_mean_sum_over_step_mean` (about 1 on CPU).
+`components_mean_sum_over_step_mean` (about 1).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from engine.backends import Backend
-from engine.backends.base import ModelState
+from engine.backends.base import ModelBackend
 from engine.backends.onnx import OnnxBackend
 from engine.backends.torch_backend import TorchBackend
 from engine.checkpoint import EngineCheckpoint
@@ -37,77 +29,30 @@ from engine.checkpoint import EngineCheckpoint
 COMPONENTS = ("encode", "generate", "decode")
 
 
-class ComponentStepper(Protocol):
-    method: str  # how the parts are timed, for the report
+class ComponentStepper:
+    method = "the backend's encode, generate and decode methods, the calls its step makes"
 
-    def step(self, audio: np.ndarray, noise: np.ndarray) -> tuple[float, float, float]:
-        """One hop for one session; seconds spent in encode, generate and decode."""
-        ...
-
-
-class OnnxComponents:
-    method = "each ONNX step graph timed around the same run_graph call the step makes"
-
-    def __init__(self, backend: OnnxBackend):
+    def __init__(self, backend: ModelBackend):
         self.backend = backend
         self.state = backend.initial_state(1)
 
     def step(self, audio: np.ndarray, noise: np.ndarray) -> tuple[float, float, float]:
-        run, state = self.backend.run_graph, self.state
+        """One hop for one session; seconds spent in encode, generate and decode."""
+        backend = self.backend
         started = time.perf_counter()
-        latent, *encoder = run("encoder", [audio], state.encoder)
+        latent, state = backend.encode(self.state, audio)
         encoded = time.perf_counter()
-        accompaniment, *generator = run("generator", [latent, noise], state.generator)
+        accompaniment, state = backend.generate(state, latent, noise)
         generated = time.perf_counter()
-        _, *decoder = run("decoder", [accompaniment], state.decoder)
+        _, self.state = backend.decode(state, accompaniment)
         decoded = time.perf_counter()
-        self.state = ModelState(encoder, decoder, generator)
-        return encoded - started, generated - encoded, decoded - generated
-
-
-class TorchComponents:
-    def __init__(self, backend: TorchBackend):
-        from models.generator import KVState
-
-        self.torch, self.device = backend.torch, backend.device
-        self.codec, self.generator = backend.codec, backend.generator
-        self.on_cuda = self.device.type == "cuda"
-        self.method = (
-            "torch modules called eagerly with cuda.synchronize() after each "
-            "(the step replays one CUDA graph, so the parts sum to more than it)"
-            if self.on_cuda
-            else "torch modules timed one by one under inference_mode, as the step calls them"
-        )
-        self.encoder_state = self.codec.encoder.init_state(1, self.device)
-        self.decoder_state = self.codec.decoder.init_state(1, self.device)
-        self.kv: KVState = self.generator.init_state(1, self.device)
-
-    def _clock(self) -> float:
-        if self.on_cuda:
-            self.torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def step(self, audio: np.ndarray, noise: np.ndarray) -> tuple[float, float, float]:
-        torch = self.torch
-        with torch.inference_mode():
-            hop = torch.from_numpy(audio).to(self.device)
-            noise_in = torch.from_numpy(noise).to(self.device)
-            started = self._clock()
-            latent, self.encoder_state = self.codec.encode_step(hop, self.encoder_state)
-            encoded = self._clock()
-            self.kv, accompaniment = self.generator.step(self.kv, latent, noise_in)
-            generated = self._clock()
-            _, self.decoder_state = self.codec.decode_step(accompaniment, self.decoder_state)
-            decoded = self._clock()
         return encoded - started, generated - encoded, decoded - generated
 
 
 def component_stepper(backend: Backend) -> ComponentStepper:
-    if isinstance(backend, OnnxBackend):
-        return OnnxComponents(backend)
-    if isinstance(backend, TorchBackend):
-        return TorchComponents(backend)
-    raise TypeError(f"no component timer for backend {backend.name}")
+    if not isinstance(backend, ModelBackend):
+        raise TypeError(f"no component timer for backend {backend.name}")
+    return ComponentStepper(backend)
 
 
 def backend_threads(backend: Backend) -> dict[str, int]:

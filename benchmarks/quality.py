@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.report import targets_markdown
 from engine.errors import EngineError
 from models.data.build import BuildConfig
 
@@ -44,6 +45,7 @@ METRICS = (
     "beat_f_measure",
     "pitch_class_agreement",
     "key_consistency",
+    "chroma_vs_truth",
     "onset_correlation",
     "dynamics_correlation",
 )
@@ -51,6 +53,7 @@ COLUMNS = {
     "beat_f_measure": "beat F",
     "pitch_class_agreement": "pitch-class agr.",
     "key_consistency": "key cons.",
+    "chroma_vs_truth": "chroma corr. vs truth",
     "onset_correlation": "onset corr.",
     "dynamics_correlation": "dynamics corr.",
     "frechet_distance": "Fréchet dist.",
@@ -63,11 +66,12 @@ DEFAULT_DATA, HELD_OUT_DATA = Path("data/default"), Path("data/heldout")
 class QualityBenchConfig:
     data: Path | None = None  # None: DEFAULT_DATA if built, else HELD_OUT_DATA (built on use)
     checkpoint: Path | None = None  # None: the shipped default
-    limit: int = 4  # held-out pieces
+    limit: int = 8  # held-out pieces
     seconds: float = 20.0  # crop of each piece, from its start
     seed: int = 0  # the model's noise and the random pairing
     threads: int = 1
     backend: str = "onnx"
+    plot: Path | None = None  # a folder: one PNG per piece (live, model, real accompaniment)
     progress: bool = True
     # How missing held-out pieces are rendered; None: exactly as the default data build.
     held_out_recipe: BuildConfig | None = None
@@ -119,7 +123,9 @@ def run_quality_benchmark(config: QualityBenchConfig) -> dict[str, Any]:
         pair_metrics,
         window_embeddings,
     )
+    from benchmarks.quality_plot import plot_piece
     from benchmarks.quality_systems import SYSTEMS, load_held_out, system_outputs
+    from benchmarks.spectral_metrics import frame_chroma_correlation
     from engine.backends import create_backend
     from engine.checkpoint import load_engine_checkpoint
 
@@ -145,9 +151,16 @@ def run_quality_benchmark(config: QualityBenchConfig) -> dict[str, Any]:
             lives.append(analysed(piece.live, piece.sample_rate))
             bar.update(1)
         for system, index, output in system_outputs(pieces, backend, config.seed):
-            result = analysed(output, pieces[index].sample_rate)
-            per_piece[system][pieces[index].piece_id] = pair_metrics(lives[index], result)
+            piece = pieces[index]
+            result = analysed(output, piece.sample_rate)
+            row = pair_metrics(lives[index], result)
+            row["chroma_vs_truth"] = frame_chroma_correlation(
+                output, piece.accompaniment, piece.sample_rate
+            )
+            per_piece[system][piece.piece_id] = row
             embeddings[system].append(window_embeddings(result))
+            if system == "model" and config.plot is not None:
+                plot_piece(piece, output, config.plot / f"{piece.piece_id.replace('/', '__')}.png")
             bar.update(1)
     reference = np.concatenate(embeddings["ground truth"])
     report_systems: dict[str, Any] = {}
@@ -161,7 +174,7 @@ def run_quality_benchmark(config: QualityBenchConfig) -> dict[str, Any]:
             "mean": means,
             "per_piece": {pid: {m: _clean(v) for m, v in row.items()} for pid, row in rows.items()},
         }
-    return {
+    report = {
         "benchmark": "quality",
         "checkpoint": str(checkpoint.directory),
         "backend": backend.name,
@@ -176,6 +189,51 @@ def run_quality_benchmark(config: QualityBenchConfig) -> dict[str, Any]:
         "machine": platform.machine(),
         "systems": report_systems,
     }
+    report["targets"] = quality_targets(report)
+    return report
+
+
+def _gap_closed(report: dict[str, Any], metric: str, pieces: list[str] | None = None) -> float:
+    """(model - random pairing) / (ground truth - random pairing), over `pieces` (all if None)."""
+
+    def mean(system: str) -> float:
+        rows = report["systems"][system]["per_piece"]
+        values = [v[metric] for pid, v in rows.items() if pieces is None or pid in pieces]
+        return _mean([float("nan") if x is None else x for x in values])
+
+    random_pairing = mean("random pairing")
+    return (mean("model") - random_pairing) / (mean("ground truth") - random_pairing)
+
+
+def quality_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The generator issue's acceptance bars, measured on this report."""
+    systems = report["systems"]
+    if "random pairing" not in systems:
+        return {}
+    band = [p["piece_id"] for p in report["pieces"] if p["source"] == "band"]
+    mean = {name: row["mean"] for name, row in systems.items()}
+    truth_key = mean["ground truth"]["key_consistency"] or float("nan")
+    checks = {
+        "pitch_class_gap_closed": (_gap_closed(report, "pitch_class_agreement"), 0.5),
+        "key_consistency_vs_truth": ((mean["model"]["key_consistency"] or 0) / truth_key, 0.5),
+        "chroma_vs_truth": (mean["model"]["chroma_vs_truth"] or 0, 0.15),
+        "beats_echo_on_chroma_vs_truth": (
+            (mean["model"]["chroma_vs_truth"] or 0) - (mean["echo"]["chroma_vs_truth"] or 0),
+            0.0,
+        ),
+        "beats_no_past_context_on_pitch_class": (
+            (mean["model"]["pitch_class_agreement"] or 0)
+            - (mean["model, no past context"]["pitch_class_agreement"] or 0),
+            0.0,
+        ),
+    }
+    if band:
+        checks["band_beat_f_gap_closed"] = (_gap_closed(report, "beat_f_measure", band), 0.5)
+    return {
+        name: {"measured": _clean(value), "target": bar, "met": bool(value > bar) if bar == 0
+               else bool(value >= bar)}
+        for name, (value, bar) in checks.items()
+    }  # fmt: skip
 
 
 def _format(value: float | None, metric: str) -> str:
@@ -196,7 +254,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 def write_markdown(report: dict[str, Any], path: Path | None) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown_table(report))
+        path.write_text(markdown_table(report) + "\n" + targets_markdown(report["targets"]))
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -214,3 +272,4 @@ def print_table(report: dict[str, Any]) -> None:
     for system, row in report["systems"].items():
         table.add_row(system, *(_format(row["mean"][m], m) for m in COLUMNS))
     Console().print(table)
+    print(targets_markdown(report["targets"]))

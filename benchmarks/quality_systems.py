@@ -7,10 +7,13 @@ yet, only test-split pieces are rendered into it (the same pieces, bit for bit, 
 Systems, each run the same way on the same crop of every piece:
 - `model`: the checkpoint through `engine.filemode.accompany`, i.e. exactly as a live
   stream would play, latency-compensated;
-- `model, no past context`: the same, with the generator's past mix context removed;
+- `model, no past context`: the same, with the generator's past live context removed;
 - `ground truth`: the real accompaniment (the ceiling);
 - `random pairing`: the real accompaniment of another held-out piece (real music that does
   not follow this live part);
+- `echo`: the live part itself, one hop late: what any metric that rewards copying the
+  melody would rank high, and an accompaniment must beat where it counts (harmony per
+  frame against the real accompaniment);
 - `silence`.
 """
 
@@ -40,7 +43,15 @@ from models.data.manifest import (
 from models.data.scores import ScoreError
 from models.data.soundfonts import locate_soundfont
 
-SYSTEMS = ("model", "model, no past context", "ground truth", "random pairing", "silence")
+SYSTEMS = (
+    "model",
+    "model, no past context",
+    "ground truth",
+    "random pairing",
+    "echo",
+    "silence",
+)
+ECHO_DELAY_S = 1024 / 48_000  # one hop of the model
 
 
 @dataclass(frozen=True)
@@ -53,17 +64,17 @@ class HeldOutPiece:
 
 
 class WithoutPastContext:
-    """The model with its past mix context removed: a backend whose generator forgets
+    """The model with its past live context removed: a backend whose generator forgets
     everything before the current frame.
 
     LiveBand's generator predicts the accompaniment latent for frame t + a from the causally
-    available mix context m_<=t (plus noise), which it reaches through attention over its
+    available live-part context m_<=t (plus noise), which it reaches through attention over its
     rolling KV window. Emptying that window (and its position) before every step leaves
     attention only the current frame, so the output becomes f(m_t, noise_t): the same trained
     weights with a context of one frame. This is the faithful ablation at the cost of nothing
     (no retraining, no new graph): the generator's state is a flat list, reset per hop.
-    The codec's encoder and decoder caches are kept: they are the autoencoder's own
-    convolution overlap, which makes m_t and continuous audio, not the generator's context.
+    The codec's analysis, decoder and synthesis state are kept: they are the codec's own
+    window overlap, which makes m_t and continuous audio, not the generator's context.
     """
 
     def __init__(self, backend: Backend):
@@ -81,7 +92,7 @@ class WithoutPastContext:
         batch = state.batch
         if batch not in self._empty_generator:  # the graphs never write into their inputs
             self._empty_generator[batch] = self.backend.initial_state(batch).generator
-        forgotten = ModelState(state.encoder, state.decoder, self._empty_generator[batch])
+        forgotten = replace(state, generator=self._empty_generator[batch])
         return self.backend.step(forgotten, audio, noise)
 
 
@@ -209,4 +220,10 @@ def system_outputs(
         yield "ground truth", index, piece.accompaniment
         if pairing:
             yield "random pairing", index, fit_length(pieces[pairing[index]].accompaniment, n)
+        delay = round(ECHO_DELAY_S * piece.sample_rate)
+        yield (
+            "echo",
+            index,
+            fit_length(np.concatenate([np.zeros(delay, np.float32), piece.live]), n),
+        )
         yield "silence", index, np.zeros(n, np.float32)

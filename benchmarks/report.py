@@ -18,6 +18,16 @@ def write_report(report: dict[str, Any], path: Path | None) -> None:
         path.write_text(text + "\n")
 
 
+def targets_markdown(targets: dict[str, dict[str, Any]]) -> str:
+    """An issue's acceptance bars as a table: each target's measured value, bar and verdict."""
+    lines = ["| target | measured | bar | met |", "|---|---|---|---|"]
+    for name, check in targets.items():
+        measured = "n/a" if check["measured"] is None else f"{check['measured']:.3f}"
+        lines.append(f"| {name} | {measured} | {check['target']:g} | "
+                     f"{'yes' if check['met'] else 'NO'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def distribution_ms(milliseconds: np.ndarray) -> dict[str, float | int]:
     """n, p50, p99, min, max and SD of a set of durations in ms ({"n": 0} when empty)."""
     ms = np.asarray(milliseconds, float)

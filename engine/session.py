@@ -4,13 +4,16 @@ Signal path, at the device rate R and the model rate M (48 kHz):
     block (R) -> soxr stream -> hop framing -> model step (encode, generate, decode)
               -> accompaniment hop (M) -> soxr stream -> output FIFO (R) -> block (R)
 
-Timing. Step t consumes input hop t and yields the accompaniment for hop t + a, so the
-model-rate accompaniment starts with `a` hops of silence and hop k is ready the moment input
-hop k - a is complete. The output FIFO starts with `latency_samples` zeros, chosen as the
-least that never runs dry for any block size when steps run synchronously: 0 at R = M with
-a >= 1 (zero logical latency), one hop for a = 0, plus the resamplers' buffering otherwise.
-Output sample m is therefore the accompaniment for input time m - latency_samples, whatever
-the block sizes: the same seed and input give the same output in blocks of 64 or 1024.
+Timing. Step t consumes input hop t and yields the accompaniment for hop t + a, which the
+codec's synthesis delays by `codec_latency` samples (the overlap of its windows). Each hop of
+anticipation beyond the first cancels one whole hop of that delay (`lead_hops`), so the
+model-rate accompaniment starts with a - lead hops of silence. The output FIFO starts with
+the fewest zeros that never run dry for any block size when steps run synchronously: none at
+R = M with a >= 1, one hop for a = 0, plus the resamplers' buffering otherwise.
+`latency_samples` is that prefill plus the codec delay left over: output sample m is the
+accompaniment for input time m - latency_samples, whatever the block sizes, and the same
+seed and input give the same output in blocks of 64 or 1024. At rates other than 48 kHz the
+codec's share is rounded to the nearest device sample.
 
 `process` runs everything synchronously (file mode, the live worker). A batch scheduler
 instead calls feed / take_hop / next_noise / accept / read, stepping many sessions at once.
@@ -66,6 +69,16 @@ def _resampler(rate_in: int, rate_out: int, quality: str):  # type: ignore[no-un
     return soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality=quality)
 
 
+def lead_hops(anticipation: int, codec_latency: int, hop: int) -> int:
+    """Hops by which the output can be played earlier than the frame it was predicted for.
+
+    Step t yields the accompaniment of frame t + a, and the codec delays it by
+    `codec_latency` samples. One hop of anticipation is needed for the step itself (the hop
+    must be complete before it is stepped); each further hop can cancel a hop of the codec's
+    delay, as long as the output never comes before its time."""
+    return max(0, min(anticipation - 1, codec_latency // hop))
+
+
 @cache
 def output_prefill(
     device_rate: int, model_rate: int, hop: int, anticipation: int, quality: str
@@ -117,14 +130,19 @@ class Session:
         self._framing = np.zeros(self.hop, np.float32)
         self._framed = 0
         self._hops: deque[np.ndarray] = deque()
-        self.latency_samples = output_prefill(self.device_rate, self.model_rate, self.hop,
-                                              info.anticipation, q)  # fmt: skip
+        # The codec delays its output by `codec_latency`; hops of anticipation beyond the one
+        # that makes up for the model's own framing pay that delay back, whole hops at a time.
+        lead = lead_hops(info.anticipation, info.codec_latency, self.hop)
+        prefill = output_prefill(self.device_rate, self.model_rate, self.hop,
+                                 info.anticipation - lead, q)  # fmt: skip
+        model_delay = (info.codec_latency - lead * self.hop) * self.device_rate / self.model_rate
+        self.latency_samples = prefill + round(model_delay)
         self.telemetry.latency_ms = 1e3 * self.latency_samples / self.device_rate
         device_hop = int(np.ceil(self.hop * self.device_rate / self.model_rate))
-        self._output = RingBuffer(self.latency_samples + 16 * device_hop + 65_536)
-        self._output.write(np.zeros(self.latency_samples, np.float32))
-        # The frames before the first prediction (t < a) are silent.
-        self._emit(np.zeros(info.anticipation * self.hop, np.float32))
+        self._output = RingBuffer(prefill + 16 * device_hop + 65_536)
+        self._output.write(np.zeros(prefill, np.float32))
+        # The frames before the first prediction (t < a - lead) are silent.
+        self._emit(np.zeros((info.anticipation - lead) * self.hop, np.float32))
 
     @property
     def latency_seconds(self) -> float:

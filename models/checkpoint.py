@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,12 +30,22 @@ def config_to_dict(config: object) -> dict[str, Any]:
 
 
 def config_from_dict(cls: type[T], raw: dict[str, Any]) -> T:
-    """Rebuild a frozen config dataclass from JSON, where tuples came back as lists."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = set(raw) - names
+    """Rebuild a frozen config dataclass from JSON, where tuples came back as lists and nested
+    config dataclasses as dicts."""
+    nested = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if is_dataclass(default):
+            nested[f.name] = type(default)
+    unknown = set(raw) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
     if unknown:
         raise CheckpointError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    values = {}
+    for key, value in raw.items():
+        if key in nested and isinstance(value, dict):
+            value = config_from_dict(nested[key], value)
+        values[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
 
 
 def save_weights(module: nn.Module, path: Path, dtype: torch.dtype = torch.float32) -> None:
@@ -77,6 +87,7 @@ def save_checkpoint(
         sample_rate=c.sample_rate,
         hop=c.hop,
         latent_dim=c.latent_dim,
+        codec_latency=c.latency,
         codec=config_to_dict(c),
         generator=config_to_dict(generator.config) if generator is not None else None,
         data_manifest=meta.data_manifest if meta else None,

@@ -22,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 from models.errors import ModelsError
 
 CHECKPOINT_FORMAT = "bandmate-checkpoint"
-CHECKPOINT_VERSION = 2  # 2: unit-RMS codec latents (1 had a VAE bottleneck)
+# 3: the spectral codec (log semitone-band latents, numpy analysis and synthesis around the
+#    ONNX graphs, a latency of its own); 2: the waveform codec with unit-RMS latents; 1: a VAE.
+CHECKPOINT_VERSION = 3
 CONFIG_NAME = "config.json"
 
 
@@ -60,7 +62,8 @@ class CheckpointConfig(BaseModel):
     sample_rate: int
     hop: int
     latent_dim: int
-    codec: dict[str, Any]  # CodecConfig fields
+    codec_latency: int  # samples from input to output of analysis + synthesis (the codec's)
+    codec: dict[str, Any]  # CodecConfig fields, its SpectralConfig nested under "spectral"
     generator: dict[str, Any] | None = None  # GeneratorConfig fields
     data_manifest: str | None = None  # fingerprint of the data build it was trained on
     git_commit: str | None = None
@@ -91,8 +94,8 @@ def read_checkpoint_config(directory: Path, sample_rate: int | None = None) -> C
         raise CheckpointError(f"{path}: not a Bandmate checkpoint config (format field)")
     if raw.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"{path}: config version {raw.get('version')!r}, this Bandmate reads version "
-            f"{CHECKPOINT_VERSION}; re-export or retrain the checkpoint"
+            f"{path}: checkpoint version {raw.get('version')!r}, this Bandmate reads version "
+            f"{CHECKPOINT_VERSION} only (version 3 brought the spectral codec); retrain it"
         )
     try:
         config = CheckpointConfig.model_validate(raw)

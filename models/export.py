@@ -2,10 +2,12 @@
 
 Three graphs, each one streaming step with its state as explicit inputs and outputs and a
 dynamic batch axis (so the engine can step many sessions as one batch):
-    encoder_step:   audio [B, hop], conv caches            -> latent [B, D], conv caches
-    decoder_step:   latent [B, D], conv caches             -> audio [B, hop], conv caches
-    generator_step: mix [B, D], noise [B, N], position [B],
+    encoder_step:   bands [B, D]                            -> latent [B, D]
+    decoder_step:   latent [B, D], conv caches             -> spectrum [B, P, K], conv caches
+    generator_step: live [B, D], noise [B, N], position [B],
                     keys, values [B, layers, H, W, Dh]      -> out [B, D], position, keys, values
+The codec's fixed analysis (audio -> bands) and synthesis (spectrum -> audio) are numpy code
+the engine runs around the graphs (models/spectral.py): an STFT does not export to ONNX.
 Export checks ONNX against torch over `parity_frames` consecutive frames and records the
 largest difference in config.json; it fails if that exceeds the tolerance.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from models.checkpoint import (
     save_weights,
 )
 from models.checkpoint_config import (
+    CheckpointConfig,
     CheckpointError,
     GraphSpec,
     OnnxSpec,
@@ -47,9 +51,8 @@ class EncoderStep(nn.Module):
         super().__init__()
         self.codec = codec
 
-    def forward(self, audio: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        latent, new_state = self.codec.encode_step(audio, list(state))
-        return (latent, *new_state)
+    def forward(self, bands: Tensor) -> tuple[Tensor, ...]:
+        return (self.codec.encode_step(bands),)
 
 
 class DecoderStep(nn.Module):
@@ -58,8 +61,8 @@ class DecoderStep(nn.Module):
         self.codec = codec
 
     def forward(self, latent: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        audio, new_state = self.codec.decode_step(latent, list(state))
-        return (audio, *new_state)
+        spectrum, new_state = self.codec.decode_step(latent, list(state))
+        return (spectrum, *new_state)
 
 
 class GeneratorStep(nn.Module):
@@ -68,9 +71,9 @@ class GeneratorStep(nn.Module):
         self.generator = generator
 
     def forward(
-        self, mix: Tensor, noise: Tensor, position: Tensor, keys: Tensor, values: Tensor
+        self, live: Tensor, noise: Tensor, position: Tensor, keys: Tensor, values: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        state, out = self.generator.step(KVState(keys, values, position), mix, noise)
+        state, out = self.generator.step(KVState(keys, values, position), live, noise)
         return out, state.position, state.keys, state.values
 
 
@@ -97,14 +100,12 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, spec: Graph
 
 
 def export_codec(codec: Codec, out: Path) -> tuple[GraphSpec, GraphSpec]:
-    hop, dim = codec.config.hop, codec.config.latent_dim
-    enc_state = codec.encoder.init_state(1)
+    dim = codec.config.latent_dim
     dec_state = codec.decoder.init_state(1)
-    encoder = GraphSpec(file="encoder_step.onnx", inputs=["audio"], outputs=["latent"],
-                        state=_state_specs("enc_state", enc_state))  # fmt: skip
-    decoder = GraphSpec(file="decoder_step.onnx", inputs=["latent"], outputs=["audio"],
+    encoder = GraphSpec(file="encoder_step.onnx", inputs=["bands"], outputs=["latent"], state=[])
+    decoder = GraphSpec(file="decoder_step.onnx", inputs=["latent"], outputs=["spectrum"],
                         state=_state_specs("dec_state", dec_state))  # fmt: skip
-    _export(EncoderStep(codec), (torch.zeros(1, hop), *enc_state), out / encoder.file, encoder)
+    _export(EncoderStep(codec), (torch.zeros(1, dim),), out / encoder.file, encoder)
     _export(DecoderStep(codec), (torch.zeros(1, dim), *dec_state), out / decoder.file, decoder)
     return encoder, decoder
 
@@ -113,7 +114,7 @@ def export_generator(generator: Generator, out: Path) -> GraphSpec:
     c = generator.config
     state = generator.init_state(1)
     spec = GraphSpec(
-        file="generator_step.onnx", inputs=["mix", "noise"], outputs=["out"],
+        file="generator_step.onnx", inputs=["live", "noise"], outputs=["out"],
         state=[
             StateSpec(input="position", output="next_position", shape=[], dtype="int64"),
             *_state_specs("keys", [state.keys]), *_state_specs("values", [state.values]),
@@ -161,8 +162,8 @@ def _run_steps(module: nn.Module, path: Path, spec: GraphSpec, inputs: list[list
 def check_parity(codec: Codec, generator: Generator | None, out: Path, spec: OnnxSpec,
                  frames: int = 256, seed: int = 0) -> dict[str, float]:  # fmt: skip
     rng = np.random.default_rng(seed)
-    hop, dim = codec.config.hop, codec.config.latent_dim
-    audio = [[(0.1 * rng.standard_normal((2, hop))).astype(np.float32)] for _ in range(frames)]
+    dim = codec.config.latent_dim
+    bands = [[rng.uniform(-14, 8, (2, dim)).astype(np.float32)] for _ in range(frames)]
     latents = [[rng.standard_normal((2, dim)).astype(np.float32)] for _ in range(frames)]
 
     def zeros(graph: GraphSpec) -> list[np.ndarray]:
@@ -170,7 +171,7 @@ def check_parity(codec: Codec, generator: Generator | None, out: Path, spec: Onn
 
     parity = {
         "encoder": _run_steps(
-            EncoderStep(codec), out / spec.encoder.file, spec.encoder, audio, zeros(spec.encoder)
+            EncoderStep(codec), out / spec.encoder.file, spec.encoder, bands, zeros(spec.encoder)
         ),
         "decoder": _run_steps(
             DecoderStep(codec), out / spec.decoder.file, spec.decoder, latents, zeros(spec.decoder)
@@ -193,6 +194,29 @@ def check_parity(codec: Codec, generator: Generator | None, out: Path, spec: Onn
     return parity
 
 
+def swap_codec(
+    codec: Codec, config: CheckpointConfig, codec_from: Path
+) -> tuple[Codec, CheckpointConfig]:
+    """The codec of `codec_from`, and `config` with its codec settings and training record."""
+    from models.train.latents import codec_fingerprint
+
+    other = load_codec(codec_from)
+    if codec_fingerprint(other) != codec_fingerprint(codec):
+        raise CheckpointError(
+            f"{codec_from}: its encoder is not the one the generator was trained on"
+        )
+    other_config = read_checkpoint_config(codec_from)
+    training = {k: v for k, v in config.training.items() if not k.startswith("codec")}
+    training |= {k: v for k, v in other_config.training.items() if k.startswith("codec")}
+    return other, config.model_copy(update={"codec": other_config.codec, "training": training})
+
+
+def with_temperature(generator: Generator, temperature: float) -> Generator:
+    playing = Generator(replace(generator.config, temperature=temperature))
+    playing.load_state_dict(generator.state_dict())
+    return playing.eval()
+
+
 def round_weights(module: nn.Module, dtype: torch.dtype) -> None:
     """Round weights through `dtype` in place, so torch and ONNX hold the same values when the
     shipped safetensors are stored in half precision."""
@@ -202,10 +226,19 @@ def round_weights(module: nn.Module, dtype: torch.dtype) -> None:
 
 
 def export_checkpoint(checkpoint: Path, out: Path, weights_dtype: str = "float32",
-                      parity_frames: int = 256) -> OnnxSpec:  # fmt: skip
+                      parity_frames: int = 256, codec_from: Path | None = None,
+                      temperature: float | None = None) -> OnnxSpec:  # fmt: skip
+    """Export `checkpoint`; with `codec_from`, its codec is replaced by that checkpoint's
+    (same encoder required: a decoder trained on while the generator was); `temperature`
+    sets the generator's playing temperature."""
     config = read_checkpoint_config(checkpoint)
     codec = load_codec(checkpoint)
+    if codec_from is not None:
+        codec, config = swap_codec(codec, config, codec_from)
     generator = load_generator(checkpoint) if config.generator is not None else None
+    if generator is not None and temperature is not None:
+        generator = with_temperature(generator, temperature)
+        config.generator = {**(config.generator or {}), "temperature": temperature}
     dtype = {"float32": torch.float32, "float16": torch.float16}[weights_dtype]
     out.mkdir(parents=True, exist_ok=True)
     for module in (codec, generator):

@@ -1,7 +1,15 @@
 """The causal transformer that plays the accompaniment (LiveBand's generator).
 
-At latent frame t it sees the mix latents m_0..m_t and per-frame Gaussian noise e_0..e_t,
-and outputs the accompaniment latent for frame t + a (a = anticipation).
+At latent frame t it sees the live part's latents m_0..m_t (and, computed from m_t, the live
+part's chroma) and per-frame Gaussian noise e_0..e_t, and outputs the accompaniment latent
+for frame t + a (a = anticipation).
+
+Output. The codec's latents are standardised log energies in semitone bands plus a few high
+bands (models/spectral.py). The head predicts them as a distribution over the semitone bands
+(logits), the total level of those bands, and the high bands directly: log band energy =
+log softmax(logits) + level. A distribution over pitch trains with cross-entropy, which keeps
+the pitch classes that fit apart, where a regression to the mean latent blurs them together
+(models/train/generator_losses.py).
 
 Attention is sliding-window causal over W frames (frame t sees t-W+1..t) with ALiBi biases.
 ALiBi depends only on distances, so a stream of any length needs no absolute positions and
@@ -21,14 +29,19 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    latent_dim: int = 32
+    latent_dim: int = 104
+    pitch_bands: int = 96  # the first latent dimensions are semitone bands, lowest a C
     noise_dim: int = 32
     d_model: int = 192
     n_layers: int = 4
     n_heads: int = 4
     window: int = 128  # W: frames each frame attends to, itself included
-    anticipation: int = 1  # a: output frame t predicts accompaniment frame t + a
+    anticipation: int = 2  # a: output frame t predicts accompaniment frame t + a
     mlp_ratio: int = 4
+    log_floor: float = -13.8155  # the codec's log band-energy floor, log(1e-3 ** 2)
+    # Playing temperature of the pitch distribution: below 1 puts the energy on the likeliest
+    # bands. Training leaves it at 1; `bandmate export --temperature` sets what plays.
+    temperature: float = 1.0
 
     @property
     def head_dim(self) -> int:
@@ -37,6 +50,7 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         assert self.d_model % self.n_heads == 0
         assert self.noise_dim < self.d_model
+        assert self.pitch_bands % 12 == 0 and self.pitch_bands <= self.latent_dim
 
 
 GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
@@ -132,23 +146,32 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x)), keys, values
 
 
+@dataclass
+class GeneratorOutput:
+    """The parallel pass's output: the latents, and the parts the training losses read."""
+
+    latents: Tensor  # [B, L, D], the codec's standardised units
+    pitch_logits: Tensor  # [B, L, pitch_bands]
+    level: Tensor  # [B, L], log of the semitone bands' total energy
+
+
 class Generator(nn.Module):
     slopes: Tensor
-    latent_mean: Tensor
-    latent_std: Tensor
+    band_mean: Tensor
+    band_std: Tensor
 
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         self.config = config
-        self.mix_in = nn.Linear(config.latent_dim, config.d_model - config.noise_dim)
+        self.live_in = nn.Linear(config.latent_dim + 12, config.d_model - config.noise_dim)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = nn.LayerNorm(config.d_model)
-        self.head = nn.Linear(config.d_model, config.latent_dim)
+        self.head = nn.Linear(config.d_model, config.latent_dim + 1)  # logits, level, high
         self.register_buffer("slopes", alibi_slopes(config.n_heads), persistent=False)
-        # Per-dimension statistics of codec latents over the training data. The generator works
-        # in normalised units; keeping the statistics here lets callers pass raw latents.
-        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
-        self.register_buffer("latent_std", torch.ones(config.latent_dim))
+        # The codec encoder's per-band statistics (latent = (log energy - mean) / std), copied
+        # in by the trainer: the generator reads pitch and level in log energies.
+        self.register_buffer("band_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("band_std", torch.ones(config.latent_dim))
         self.apply(self._init)
 
     @staticmethod
@@ -158,23 +181,45 @@ class Generator(nn.Module):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def embed(self, mix: Tensor, noise: Tensor) -> Tensor:
-        """The input per frame: the projected (normalised) mix latent, then the noise."""
-        mix = (mix - self.latent_mean) / self.latent_std
-        return torch.cat([self.mix_in(mix), noise], dim=-1)
+    def log_energy(self, latents: Tensor) -> Tensor:
+        """Standardised latents -> log band energies (natural log)."""
+        return latents * self.band_std + self.band_mean
 
-    def unembed(self, x: Tensor) -> Tensor:
-        """Hidden state -> accompaniment latent in the codec's units."""
-        return self.head(self.norm(x)) * self.latent_std + self.latent_mean
+    def chroma(self, latents: Tensor) -> Tensor:
+        """Log of the semitone bands' energy folded into 12 pitch classes, normalised. [.., 12]"""
+        p = self.config.pitch_bands
+        energy = torch.exp(self.log_energy(latents)[..., :p])
+        folded = energy.reshape(*energy.shape[:-1], p // 12, 12).sum(-2)
+        return torch.log(folded / folded.sum(-1, keepdim=True).clamp_min(1e-12) + 1e-3)
 
-    def forward(self, mix: Tensor, noise: Tensor) -> Tensor:
-        """Parallel pass for training. mix [B, L, D], noise [B, L, noise_dim] -> [B, L, D];
-        output t is the accompaniment latent for frame t + a."""
-        x = self.embed(mix, noise)
-        bias = window_bias(mix.shape[1], self.config.window, self.slopes).to(x.dtype)
+    def embed(self, live: Tensor, noise: Tensor) -> Tensor:
+        """The input per frame: the projected live latent and chroma, then the noise."""
+        features = torch.cat([live, self.chroma(live)], dim=-1)
+        return torch.cat([self.live_in(features), noise], dim=-1)
+
+    def unembed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Hidden state -> (latents, pitch logits, level)."""
+        c = self.config
+        out = self.head(self.norm(x))
+        logits, level, high = (
+            out[..., : c.pitch_bands],
+            out[..., c.pitch_bands],
+            out[..., c.pitch_bands + 1 :],
+        )
+        log_energy = torch.log_softmax(logits / c.temperature, -1) + level.unsqueeze(-1)
+        pitch = (
+            log_energy.clamp_min(c.log_floor) - self.band_mean[: c.pitch_bands]
+        ) / self.band_std[: c.pitch_bands]
+        return torch.cat([pitch, high], dim=-1), logits, level
+
+    def forward(self, live: Tensor, noise: Tensor) -> GeneratorOutput:
+        """Parallel pass for training. live [B, L, D], noise [B, L, noise_dim]; output t is
+        the accompaniment for frame t + a."""
+        x = self.embed(live, noise)
+        bias = window_bias(live.shape[1], self.config.window, self.slopes).to(x.dtype)
         for block in self.blocks:
             x = block(x, bias)
-        return self.unembed(x)
+        return GeneratorOutput(*self.unembed(x))
 
     def layer_blocks(self) -> list[Block]:
         return list(self.blocks)  # type: ignore[arg-type]
@@ -188,23 +233,23 @@ class Generator(nn.Module):
             position=torch.zeros(batch, dtype=torch.long, device=device),
         )
 
-    def step(self, state: KVState, mix: Tensor, noise: Tensor) -> tuple[KVState, Tensor]:
-        """One frame for each stream. mix [B, D], noise [B, noise_dim] -> out [B, D]."""
+    def step(self, state: KVState, live: Tensor, noise: Tensor) -> tuple[KVState, Tensor]:
+        """One frame for each stream. live [B, D], noise [B, noise_dim] -> out [B, D]."""
         window = self.config.window
         slot = state.position % window  # [B]
         # Distance from this frame to the frame in each slot, after writing this one.
-        slots = torch.arange(window, device=mix.device)
+        slots = torch.arange(window, device=live.device)
         distance = (slot[:, None] - slots[None, :]) % window  # [B, W]
         valid = distance <= state.position[:, None]  # slots not yet written are empty
-        bias = -self.slopes[None, :, None] * distance[:, None, :].to(mix.dtype)  # [B, H, W]
+        bias = -self.slopes[None, :, None] * distance[:, None, :].to(live.dtype)  # [B, H, W]
         bias = bias.masked_fill(~valid[:, None, :], float("-inf")).unsqueeze(2)  # [B, H, 1, W]
-        x = self.embed(mix, noise).unsqueeze(1)  # [B, 1, d]
+        x = self.embed(live, noise).unsqueeze(1)  # [B, 1, d]
         keys, values = [], []
         for layer, block in enumerate(self.layer_blocks()):
             x, k, v = block.step(x, state.keys[:, layer], state.values[:, layer], slot, bias)
             keys.append(k)
             values.append(v)
-        out = self.unembed(x).squeeze(1)
+        out = self.unembed(x)[0].squeeze(1)
         new_state = KVState(torch.stack(keys, 1), torch.stack(values, 1), state.position + 1)
         return new_state, out
 

@@ -44,6 +44,33 @@ def accompany_command(
     )
 
 
+def codec_command(
+    input_path: Path = typer.Argument(
+        ..., metavar="IN", help="Audio file: any rate, any channels."
+    ),
+    output: Path = typer.Option(..., "-o", "--output", help="Round-tripped audio to write."),
+    checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    channel: int | None = typer.Option(None, help="Input channel (0-based); default: downmix."),
+) -> None:
+    """Round-trip a recording through the checkpoint's codec (encode, then decode), streaming
+    and latency-compensated: hear what the codec keeps before the generator plays."""
+    from engine.backends import create_backend
+    from engine.checkpoint import load_engine_checkpoint
+    from engine.codec_roundtrip import roundtrip
+    from engine.filemode import read_input, write_audio
+
+    audio, rate = read_input(input_path, channel)
+    model = create_backend(load_engine_checkpoint(checkpoint, need_generator=False), backend)
+    result = roundtrip(model, audio, rate)
+    write_audio(output, result, rate)
+    latency = model.info.codec_latency / model.info.sample_rate
+    typer.echo(
+        f"wrote {output} ({len(audio) / rate:.1f} s on {model.name}; the codec's latency, "
+        f"{1e3 * latency:.1f} ms, is compensated in the file)"
+    )
+
+
 def demo_command(
     out: Path = typer.Option(Path("out/demo"), help="Folder for accompaniment.wav and mix.wav."),
     checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
@@ -94,14 +121,30 @@ def bench_latency(
 @bench_app.command("codec")
 def bench_codec(
     json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
-    checkpoint: Path | None = typer.Option(None, help="Checkpoint with codec weights."),
+    markdown: Path | None = typer.Option(None, help="Also write the tables as Markdown here."),
+    plot: Path | None = typer.Option(None, help="PNG: spectrograms of one piece, round-tripped."),
+    checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
+    data: Path | None = typer.Option(None, help="A data build (default: data/default if built)."),
+    limit: int = typer.Option(8, help="Held-out pieces (each gives a live and a backing crop)."),
+    seconds: float = typer.Option(10.0, help="Seconds of each crop, from the piece's start."),
+    previous: bool = typer.Option(True, help="Also run the previous (waveform) codec."),
+    probes: bool = typer.Option(True, help="Also run the synthetic chord/onset/chirp probes."),
 ) -> None:
-    """Does the codec use its latents? Real vs time-averaged vs another crop's (needs torch)."""
-    from benchmarks.codec_probe import CodecProbeConfig, print_table, run_codec_probe
+    """What a round trip through the codec keeps: held-out music and synthetic probes, beside
+    the time-averaged latent and the previous codec."""
+    from benchmarks.codec_bench import PREVIOUS_CODEC, CodecBenchConfig, run_codec_benchmark
+    from benchmarks.codec_report import print_table, write_markdown
+    from benchmarks.quality import require_quality_packages
     from benchmarks.report import write_report
 
-    report = run_codec_probe(CodecProbeConfig(checkpoint))
+    require_quality_packages()
+    config = CodecBenchConfig(
+        checkpoint=checkpoint, previous=PREVIOUS_CODEC if previous else None, data=data,
+        limit=limit, seconds=seconds, probes=probes, plot=plot,
+    )  # fmt: skip
+    report = run_codec_benchmark(config)
     write_report(report, json_path)
+    write_markdown(report, markdown)
     print_table(report)
 
 
@@ -218,11 +261,14 @@ def bench_quality(
         help="Data build with a test split (default: data/default if built, else "
         "data/heldout); a folder without one gets the held-out pieces rendered into it.",
     ),
-    limit: int = typer.Option(4, help="Held-out pieces to score."),
+    limit: int = typer.Option(8, help="Held-out pieces to score."),
     seconds: float = typer.Option(20.0, help="Seconds of each piece, from its start."),
     checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
     seed: int = typer.Option(0, help="The model's noise seed and the random pairing's."),
     markdown: Path | None = typer.Option(None, help="Also write the table as Markdown here."),
+    plot: Path | None = typer.Option(
+        None, help="A folder: one PNG per piece (spectrograms and chromagrams)."
+    ),
 ) -> None:
     """Beat, harmony, onset/dynamics and Fréchet scores of the model against baselines."""
     from benchmarks.quality import (
@@ -233,7 +279,8 @@ def bench_quality(
     )
     from benchmarks.report import write_report
 
-    report = run_quality_benchmark(QualityBenchConfig(data, checkpoint, limit, seconds, seed))
+    config = QualityBenchConfig(data, checkpoint, limit, seconds, seed, plot=plot)
+    report = run_quality_benchmark(config)
     write_report(report, json_path)
     print_table(report)
     write_markdown(report, markdown)
@@ -241,5 +288,6 @@ def bench_quality(
 
 def register(app: typer.Typer) -> None:
     app.command("accompany")(accompany_command)
+    app.command("codec")(codec_command)
     app.command("demo")(demo_command)
     app.add_typer(bench_app, name="bench")

@@ -45,6 +45,29 @@ def data_build(
     )
 
 
+@data_app.command("pack")
+def pack(
+    data: Path = typer.Option(..., "--data", help="A `bandmate data build` folder."),
+    codec: Path = typer.Option(..., "--codec", help="The codec checkpoint whose latents to use."),
+    out: Path = typer.Option(..., "--out", help="The .npz pack to write."),
+    max_mib: float = typer.Option(60.0, help="Size limit: examples are added until it is hit."),
+) -> None:
+    """Write the generator's training data as latents, not audio: a features pack small enough
+    for a GPU machine (`scripts/train-gpu.sh PACK OUT`)."""
+    from models.checkpoint import load_codec
+    from models.data.manifest import load_manifest
+    from models.train.latents import codec_fingerprint, encode_examples
+    from models.train.pack import write_pack
+
+    manifest, model = load_manifest(data), load_codec(codec)
+    latents = encode_examples(model, data, manifest, out.parent)
+    info = write_pack(latents, out, codec_fingerprint(model), manifest.fingerprint(),
+                      manifest.sample_rate, int(max_mib * 2**20))  # fmt: skip
+    frames = sum(len(latents.live[i]) for i in range(len(latents.splits)))
+    typer.echo(f"wrote {out}: {info.examples} of {len(latents.splits)} examples "
+               f"({info.bytes / 2**20:.1f} MiB; the build has {frames} frames in all)")  # fmt: skip
+
+
 train_app = typer.Typer(help="Train the codec or the generator.", no_args_is_help=True)
 
 
@@ -80,11 +103,18 @@ def export(
     checkpoint: Path = typer.Argument(..., help="A checkpoint directory with safetensors."),
     out: Path = typer.Option(..., "--out", help="Directory for the ONNX graphs and config."),
     weights_dtype: str = typer.Option("float32", help="float32, or float16 to ship smaller."),
+    codec: Path | None = typer.Option(
+        None, help="Take the codec from this checkpoint (its encoder must be the same)."
+    ),
+    temperature: float | None = typer.Option(
+        None, help="The generator's playing temperature (below 1: fewer, clearer notes)."
+    ),
 ) -> None:
     """Export ONNX step graphs (checked against torch) for the engine."""
     from models.export import export_checkpoint
 
-    spec = export_checkpoint(checkpoint, out, weights_dtype)
+    spec = export_checkpoint(checkpoint, out, weights_dtype, codec_from=codec,
+                             temperature=temperature)  # fmt: skip
     parity = ", ".join(f"{k} {v:.1e}" for k, v in spec.parity.items())
     typer.echo(f"exported to {out} (max |onnx - torch|: {parity})")
 

@@ -55,7 +55,8 @@ def train_tiny_checkpoint(data_root: Path, work: Path) -> Path:
     quiet = {"validate_every": 1000, "audio_every": 1000, "save_every": 1000, "threads": 1}
     CodecTrainer(
         CodecTrainConfig(data=data_root, run_dir=work / "codec", preset="tiny", steps=3,
-                         batch_size=2, pool_examples=3, validation_crops=3, **quiet),  # type: ignore[arg-type]
+                         batch_size=2, pool_examples=3, validation_crops=3, statistics_crops=6,
+                         **quiet),  # type: ignore[arg-type]
         progress=False,
     ).train()  # fmt: skip
     GeneratorTrainer(

@@ -12,7 +12,7 @@ from engine.backends import Backend, create_backend
 from engine.checkpoint import load_engine_checkpoint
 from engine.errors import EngineError
 from engine.scheduler import BatchScheduler
-from engine.session import Session, SessionConfig
+from engine.session import Session, SessionConfig, lead_hops
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +63,9 @@ def test_changing_the_future_input_leaves_the_past_output_bit_identical(
     changed = audio.copy()
     changed[change_at:] = np.random.default_rng(0).uniform(-0.5, 0.5, len(audio) - change_at)
     before, after = run(onnx_backend, audio, 256, rate), run(onnx_backend, changed, 256, rate)
-    latency = Session(onnx_backend, SessionConfig(device_rate=rate)).latency_samples
-    # The contract is T + reported latency; the engine is in fact causal to the sample.
-    np.testing.assert_array_equal(after[: change_at + latency], before[: change_at + latency])
+    # Causal to the sample. (The reported latency aligns the accompaniment with the input; it
+    # is not a bound on what an output sample may depend on: the codec's synthesis windows
+    # overlap, so output m mixes frames predicted up to a hop before m.)
     np.testing.assert_array_equal(after[:change_at], before[:change_at])
     assert not np.array_equal(after, before), "the change never reached the output"
 
@@ -101,8 +101,10 @@ def test_batched_sessions_that_join_at_different_hops_equal_solo_runs(
         n = min(len(got), len(solo[i]))
         assert n > 20 * hop
         # Not bit for bit: onnxruntime's GEMMs may sum in another order at another batch size
-        # (differences of 1.2e-7 seen); a leak between sessions would be orders larger.
-        np.testing.assert_allclose(got[:n], solo[i][:n], rtol=0, atol=1e-6, err_msg=f"session {i}")
+        # (differences of 1.2e-7 in log-magnitude seen), which the synthesis's exp and phase
+        # integration carry into the audio (1.6e-6 seen); a leak between sessions would be
+        # orders larger.
+        np.testing.assert_allclose(got[:n], solo[i][:n], rtol=0, atol=1e-5, err_msg=f"session {i}")
 
 
 def test_torch_and_onnx_backends_agree(
@@ -125,8 +127,22 @@ def test_unsupported_rate_and_unknown_backend_are_one_line_errors(
         create_backend(load_engine_checkpoint(tiny_checkpoint), "tensorflow")
 
 
-def test_reported_latency_is_zero_at_the_model_rate_and_covers_resampling(
+def test_reported_latency_is_the_codecs_at_the_model_rate_and_covers_resampling(
     onnx_backend: Backend,
 ) -> None:
-    assert Session(onnx_backend, SessionConfig(device_rate=48_000)).latency_samples == 0
-    assert 0 < Session(onnx_backend, SessionConfig(device_rate=44_100)).latency_seconds < 0.05
+    info = onnx_backend.info
+    # The tiny model, as the default: anticipation 2 pays back one hop of the codec's 1792.
+    assert info.anticipation == 2 and info.codec_latency == 1792
+    assert Session(onnx_backend, SessionConfig(device_rate=48_000)).latency_samples == 768
+    resampled = Session(onnx_backend, SessionConfig(device_rate=44_100)).latency_seconds
+    assert 768 / 48_000 < resampled < 768 / 48_000 + 0.05
+
+
+@pytest.mark.parametrize(
+    ("anticipation", "codec_latency", "lead"),
+    [(0, 1792, 0), (1, 1792, 0), (2, 1792, 1), (3, 1792, 1), (3, 2048, 2), (2, 512, 0)],
+)
+def test_anticipation_beyond_one_hop_pays_back_whole_hops_of_codec_delay(
+    anticipation: int, codec_latency: int, lead: int
+) -> None:
+    assert lead_hops(anticipation, codec_latency, 1024) == lead

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.checkpoint import load_codec, load_generator
 from models.checkpoint_config import CheckpointError, read_checkpoint_config
@@ -30,11 +32,12 @@ def test_export_then_onnxruntime_load_then_step(tiny_checkpoint: Path) -> None:
     config = read_checkpoint_config(tiny_checkpoint, sample_rate=48_000)
     assert config.onnx is not None and config.onnx.generator is not None
     outputs = {}
+    bands = np.full((3, config.latent_dim), -3.0, np.float32)
     for name, spec, inputs in (
-        ("encoder", config.onnx.encoder, {"audio": np.full((3, config.hop), 0.1, np.float32)}),
+        ("encoder", config.onnx.encoder, {"bands": bands}),
         ("decoder", config.onnx.decoder, {"latent": np.zeros((3, config.latent_dim), np.float32)}),
         ("generator", config.onnx.generator, {
-            "mix": np.zeros((3, config.latent_dim), np.float32),
+            "live": np.zeros((3, config.latent_dim), np.float32),
             "noise": np.ones((3, int(config.generator["noise_dim"])), np.float32)}),  # type: ignore[index]
     ):  # fmt: skip
         session = ort.InferenceSession(
@@ -46,7 +49,9 @@ def test_export_then_onnxruntime_load_then_step(tiny_checkpoint: Path) -> None:
         outputs[name] = result
         assert all(np.isfinite(r).all() for r in result)
     assert outputs["encoder"][0].shape == (3, config.latent_dim)
-    assert outputs["decoder"][0].shape == (3, config.hop)
+    spectral = config.codec["spectral"]
+    frames = spectral["hop"] // spectral["stft_hop"]
+    assert outputs["decoder"][0].shape == (3, frames, spectral["n_fft"] // 2 + 1)
     assert outputs["generator"][0].shape == (3, config.latent_dim)
     assert outputs["generator"][1].tolist() == [1, 1, 1]  # the position advanced
 
@@ -57,13 +62,18 @@ def test_corrupt_weights_name_the_file(checkpoint_copy: Path) -> None:
         load_codec(checkpoint_copy)
 
 
-def test_a_wrong_config_version_names_the_file_and_version(checkpoint_copy: Path) -> None:
+@pytest.mark.parametrize("version", [2, 99])
+def test_another_checkpoint_version_names_the_file_and_version(
+    checkpoint_copy: Path, version: int
+) -> None:
+    """Version 2 had the waveform codec: its latents mean nothing to this one."""
     config_path = checkpoint_copy / "config.json"
     raw = json.loads(config_path.read_text())
-    raw["version"] = 99
+    raw["version"] = version
     config_path.write_text(json.dumps(raw))
     with pytest.raises(
-        CheckpointError, match=r"config\.json: config version 99, this Bandmate reads version 2"
+        CheckpointError,
+        match=rf"config\.json: checkpoint version {version}, this Bandmate reads version 3 only",
     ):
         read_checkpoint_config(checkpoint_copy)
 
@@ -90,3 +100,41 @@ def test_export_of_a_corrupt_checkpoint_is_one_line_from_the_cli(
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "generator.safetensors: corrupt weights file" in lines[0]
+
+
+def test_export_takes_a_retrained_decoder_with_the_same_encoder_and_refuses_another(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The generator trains on latents, which depend on the encoder only: a codec whose
+    decoder trained on may be swapped in at export, a codec with another encoder may not."""
+    from models.checkpoint import save_weights
+    from models.export import export_checkpoint
+
+    codec = load_codec(tiny_checkpoint)
+    retrained = tmp_path / "retrained"
+    shutil.copytree(tiny_checkpoint, retrained)
+    with torch.no_grad():
+        codec.decoder.direct.conv.weight.add_(1.0)
+    save_weights(codec, retrained / "codec.safetensors")
+    export_checkpoint(tiny_checkpoint, tmp_path / "swapped", codec_from=retrained)
+    swapped = load_codec(tmp_path / "swapped")
+    assert torch.equal(swapped.decoder.direct.conv.weight, codec.decoder.direct.conv.weight)
+
+    with torch.no_grad():
+        codec.encoder.band_mean.add_(1.0)
+    save_weights(codec, retrained / "codec.safetensors")
+    with pytest.raises(CheckpointError, match="not the one the generator was trained on"):
+        export_checkpoint(tiny_checkpoint, tmp_path / "refused", codec_from=retrained)
+
+
+def test_export_sets_the_generators_playing_temperature(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from models.export import export_checkpoint
+
+    export_checkpoint(tiny_checkpoint, tmp_path / "cool", temperature=0.5)
+    assert read_checkpoint_config(tmp_path / "cool").generator["temperature"] == 0.5  # type: ignore[index]
+    generator, cool = load_generator(tiny_checkpoint), load_generator(tmp_path / "cool")
+    live, noise = torch.randn(1, 8, generator.config.latent_dim), torch.zeros(1, 8, 8)
+    with torch.no_grad():
+        assert not torch.allclose(generator(live, noise).latents, cool(live, noise).latents)

@@ -130,19 +130,21 @@ def test_controls_take_effect_and_show_in_telemetry(
     block = live_recording[:1024]
 
     async def scenario() -> None:
-        ws, _ = await open_socket(server, seed=1)
+        ws, ready = await open_socket(server, seed=1)
         await ws.send(json.dumps({"type": "control", "name": "gain", "value": 0.0}))
         assert (await next_of(ws, "control_ack"))["name"] == "gain"
         await ws.send(json.dumps({"type": "control", "name": "dry_wet", "value": 0.25}))
         await next_of(ws, "control_ack")
-        for _ in range(20):  # gain 0: what comes back is the delayed input at 0.75
+        for _ in range(20):  # gain 0: what comes back is the input at 0.75, `latency` late
             await ws.send(block.tobytes())
         outputs: list[np.ndarray] = []
         while len(outputs) < 20:
             message = await asyncio.wait_for(ws.recv(), 10)
             if isinstance(message, bytes):
                 outputs.append(np.frombuffer(message, np.float32))
-        np.testing.assert_allclose(outputs[-1], 0.75 * block, atol=1e-6)
+        # The same block over and over: delayed by the session's latency, it is a rotation.
+        delayed = np.roll(block, int(ready["latency_samples"]))
+        np.testing.assert_allclose(outputs[-1], 0.75 * delayed, atol=1e-6)
         telemetry = await next_of(ws, "telemetry")
         assert telemetry["controls"]["gain"] == 0.0 and telemetry["controls"]["dry_wet"] == 0.25
         assert telemetry["hops"] >= 19

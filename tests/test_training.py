@@ -84,3 +84,34 @@ def test_generator_trains_under_torchrun_ddp_on_cpu(
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
     assert (tmp_path / "run" / "checkpoint" / "generator.safetensors").is_file()
     assert "validation:" in result.stdout
+
+
+def test_the_gpu_script_trains_from_a_features_pack_here_on_the_cpu(
+    tiny_data: tuple[Path, Manifest], tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """scripts/train-gpu.sh as a GPU machine runs it, on a tiny CPU config: a pack of latents
+    (no audio) under its size limit, then a checkpoint and a summary from the pack alone."""
+    data, _ = tiny_data
+    pack = tmp_path / "pack.npz"
+    done = subprocess.run(
+        [Path(sys.executable).parent / "bandmate", "data", "pack", "--data", str(data),
+         "--codec", str(tiny_checkpoint), "--out", str(pack), "--max-mib", "0.5"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert 0 < pack.stat().st_size <= 0.5 * 2**20
+    config = tmp_path / "tiny-gpu.yaml"
+    config.write_text(
+        f"codec: {tiny_checkpoint}\nrun_dir: unused\npreset: tiny\nsteps: 3\nwarmup_steps: 1\n"
+        "batch_size: 2\nsave_every: 2\nvalidate_every: 2\nvalidation_batches: 1\n"
+        "audio_every: 1000\nthreads: 1\ndevice: cpu\nmax_minutes: 2\n"
+    )
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train-gpu.sh"
+    result = subprocess.run(
+        [script, str(pack), str(out), str(config)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHON": sys.executable},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "checkpoint" / "generator.safetensors").is_file()
+    assert '"steps": 3' in (out / "summary.json").read_text()

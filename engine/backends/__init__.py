@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.backends.base import Backend, ModelInfo, ModelState
+from engine.backends.base import Backend, ModelBackend, ModelInfo, ModelState
 from engine.checkpoint import EngineCheckpoint
 from engine.errors import EngineError
 
@@ -11,7 +11,7 @@ BACKEND_CHOICES = ("auto", "onnx", "torch")
 
 def create_backend(
     checkpoint: EngineCheckpoint, name: str = "auto", threads: int = 1, device: str = "auto"
-) -> Backend:
+) -> ModelBackend:
     """'onnx' or 'torch' by name; 'auto' is onnxruntime (CUDA EP if it has a GPU, else CPU),
     the fastest here for a single stream. The chosen backend's `name` says what runs."""
     if name not in BACKEND_CHOICES:
@@ -25,4 +25,11 @@ def create_backend(
     return OnnxBackend(checkpoint, threads, device)
 
 
-__all__ = ["BACKEND_CHOICES", "Backend", "ModelInfo", "ModelState", "create_backend"]
+__all__ = [
+    "BACKEND_CHOICES",
+    "Backend",
+    "ModelBackend",
+    "ModelInfo",
+    "ModelState",
+    "create_backend",
+]

@@ -2,17 +2,26 @@
 for a batch of sessions, with the state explicit and batch-first.
 
 One step takes each session's newest input hop and returns the accompaniment hop for frame
-t + a: encode the hop to a mix latent, generate the accompaniment latent, decode it.
+t + a, in three parts that `step` composes and the latency benchmark times one by one:
+- encode: the codec's fixed analysis (numpy, models/spectral.py) then its encoder network;
+- generate: the generator's step over its rolling KV window;
+- decode: the decoder network to log-magnitude frames, then the fixed synthesis (numpy:
+  phase reconstruction and overlap-add).
+A backend supplies only the three networks (`run_encoder`, `run_generator`, `run_decoder`);
+the signal processing around them is the same code for every backend and for training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 import numpy as np
 
-from engine.checkpoint import ModelInfo
+from engine.checkpoint import EngineCheckpoint, ModelInfo
+from models.spectral import SpectralCodec
+
+Arrays = list[np.ndarray]
 
 
 @dataclass
@@ -20,13 +29,15 @@ class ModelState:
     """All model-side streaming state of B sessions. Every array's first axis is the batch,
     so batching sessions is a concatenation and un-batching a split."""
 
-    encoder: list[np.ndarray]
-    decoder: list[np.ndarray]
-    generator: list[np.ndarray]  # position [B], keys, values [B, layers, H, W, Dh]
+    analysis: Arrays  # the input samples the next analysis window still needs
+    encoder: Arrays
+    generator: Arrays  # position [B], keys, values [B, layers, H, W, Dh]
+    decoder: Arrays  # the decoder network's convolution caches
+    synthesis: Arrays  # previous log-magnitude and phase, overlap-add tail
 
     @property
     def batch(self) -> int:
-        return int(self.generator[0].shape[0])
+        return int(self.analysis[0].shape[0])
 
     @property
     def position(self) -> int:
@@ -35,28 +46,22 @@ class ModelState:
 
     @staticmethod
     def concat(states: list[ModelState]) -> ModelState:
-        def join(group: str) -> list[np.ndarray]:
-            columns = zip(*(getattr(s, group) for s in states), strict=True)
+        def join(name: str) -> Arrays:
+            columns = zip(*(getattr(s, name) for s in states), strict=True)
             return [np.concatenate(column) for column in columns]
 
-        return ModelState(join("encoder"), join("decoder"), join("generator"))
+        return ModelState(**{f.name: join(f.name) for f in fields(ModelState)})
 
     def split(self) -> list[ModelState]:
-        return [
-            ModelState(
-                [a[i : i + 1] for a in self.encoder],
-                [a[i : i + 1] for a in self.decoder],
-                [a[i : i + 1] for a in self.generator],
-            )
-            for i in range(self.batch)
-        ]
+        def row(i: int) -> ModelState:
+            return ModelState(**{f.name: [a[i : i + 1] for a in getattr(self, f.name)]
+                                 for f in fields(ModelState)})  # fmt: skip
+
+        return [row(i) for i in range(self.batch)]
 
     def copy(self) -> ModelState:
-        return ModelState(
-            [a.copy() for a in self.encoder],
-            [a.copy() for a in self.decoder],
-            [a.copy() for a in self.generator],
-        )
+        return ModelState(**{f.name: [a.copy() for a in getattr(self, f.name)]
+                             for f in fields(ModelState)})  # fmt: skip
 
 
 class Backend(Protocol):
@@ -70,3 +75,67 @@ class Backend(Protocol):
     ) -> tuple[ModelState, np.ndarray]:
         """audio [B, hop], noise [B, noise_dim] float32 -> (state, accompaniment [B, hop])."""
         ...
+
+
+class ModelBackend:
+    """The composition every backend shares; subclasses run the three networks."""
+
+    name: str
+
+    def __init__(self, checkpoint: EngineCheckpoint):
+        self.info: ModelInfo = checkpoint.info
+        self.spectral = SpectralCodec(checkpoint.spectral)
+
+    # -- the networks, per backend ------------------------------------------------------------
+    def network_state(self, batch: int) -> tuple[Arrays, Arrays, Arrays]:
+        """Initial (encoder, generator, decoder) state."""
+        raise NotImplementedError
+
+    def run_encoder(self, bands: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
+        raise NotImplementedError
+
+    def run_generator(
+        self, latent: np.ndarray, noise: np.ndarray, state: Arrays
+    ) -> tuple[np.ndarray, Arrays]:
+        raise NotImplementedError
+
+    def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
+        raise NotImplementedError
+
+    # -- the composition ------------------------------------------------------------------------
+    def initial_state(self, batch: int = 1) -> ModelState:
+        encoder, generator, decoder = self.network_state(batch)
+        return ModelState(
+            analysis=self.spectral.initial_analysis_state(batch),
+            encoder=encoder,
+            generator=generator,
+            decoder=decoder,
+            synthesis=self.spectral.initial_synthesis_state(batch),
+        )
+
+    def encode(self, state: ModelState, audio: np.ndarray) -> tuple[np.ndarray, ModelState]:
+        """audio [B, hop] -> the live part's latent [B, D]."""
+        bands, analysis = self.spectral.analysis_step(state.analysis, audio)
+        latent, encoder = self.run_encoder(bands, state.encoder)
+        return latent, replace(state, analysis=analysis, encoder=encoder)
+
+    def generate(
+        self, state: ModelState, latent: np.ndarray, noise: np.ndarray
+    ) -> tuple[np.ndarray, ModelState]:
+        """The live part's latent for frame t -> the accompaniment latent for frame t + a."""
+        accompaniment, generator = self.run_generator(latent, noise, state.generator)
+        return accompaniment, replace(state, generator=generator)
+
+    def decode(self, state: ModelState, latent: np.ndarray) -> tuple[np.ndarray, ModelState]:
+        """An accompaniment latent [B, D] -> one hop of audio [B, hop]."""
+        spectrum, decoder = self.run_decoder(latent, state.decoder)
+        audio, synthesis = self.spectral.synthesis_step(state.synthesis, spectrum)
+        return audio, replace(state, decoder=decoder, synthesis=synthesis)
+
+    def step(
+        self, state: ModelState, audio: np.ndarray, noise: np.ndarray
+    ) -> tuple[ModelState, np.ndarray]:
+        latent, state = self.encode(state, audio)
+        accompaniment, state = self.generate(state, latent, noise)
+        out, state = self.decode(state, accompaniment)
+        return state, out

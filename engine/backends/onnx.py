@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backends.base import ModelInfo, ModelState
+from engine.backends.base import Arrays, ModelBackend
 from engine.checkpoint import EngineCheckpoint
 from engine.errors import EngineError
 from models.checkpoint_config import GraphSpec
@@ -16,10 +16,11 @@ def cuda_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-class OnnxBackend:
+class OnnxBackend(ModelBackend):
     def __init__(self, checkpoint: EngineCheckpoint, threads: int = 1, device: str = "auto"):
         import onnxruntime as ort
 
+        super().__init__(checkpoint)
         use_cuda = device == "cuda" or (device == "auto" and cuda_available())
         if device == "cuda" and not cuda_available():
             raise EngineError("onnxruntime has no CUDA provider here: install onnxruntime-gpu")
@@ -29,19 +30,16 @@ class OnnxBackend:
             else ["CPUExecutionProvider"]
         )
         self.name = "onnx-cuda" if use_cuda else "onnx-cpu"
-        self.info: ModelInfo = checkpoint.info
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         onnx = checkpoint.config.onnx
-        assert onnx is not None and onnx.generator is not None
-        self.specs: dict[str, GraphSpec] = {
-            "encoder": onnx.encoder,
-            "decoder": onnx.decoder,
-            "generator": onnx.generator,
-        }
+        assert onnx is not None
+        self.specs: dict[str, GraphSpec] = {"encoder": onnx.encoder, "decoder": onnx.decoder}
+        if onnx.generator is not None:  # a codec-only checkpoint has none (`bandmate codec`)
+            self.specs["generator"] = onnx.generator
         self.sessions = {}
         for name in self.specs:
             path = checkpoint.graph_path(name)
@@ -54,33 +52,33 @@ class OnnxBackend:
             name: spec.outputs + [s.output for s in spec.state] for name, spec in self.specs.items()
         }
 
-    def initial_state(self, batch: int = 1) -> ModelState:
-        def zeros(spec: GraphSpec) -> list[np.ndarray]:
+    def network_state(self, batch: int) -> tuple[Arrays, Arrays, Arrays]:
+        def zeros(spec: GraphSpec) -> Arrays:
             return [
                 np.zeros((batch, *s.shape), np.int64 if s.dtype == "int64" else np.float32)
                 for s in spec.state
             ]
 
-        return ModelState(
-            zeros(self.specs["encoder"]),
-            zeros(self.specs["decoder"]),
-            zeros(self.specs["generator"]),
-        )
+        generator = zeros(self.specs["generator"]) if "generator" in self.specs else []
+        return zeros(self.specs["encoder"]), generator, zeros(self.specs["decoder"])
 
-    def run_graph(
-        self, name: str, inputs: list[np.ndarray], state: list[np.ndarray]
-    ) -> list[np.ndarray]:
-        """One of the three step graphs: its outputs, then its new state. Public so the
-        latency benchmark can time each graph through exactly the calls `step` makes."""
+    def run_graph(self, name: str, inputs: Arrays, state: Arrays) -> Arrays:
+        """One of the three step graphs: its outputs, then its new state."""
         spec = self.specs[name]
         feed = dict(zip(spec.inputs, inputs, strict=True))
         feed.update({s.input: v for s, v in zip(spec.state, state, strict=True)})
         return self.sessions[name].run(self.state_outputs[name], feed)
 
-    def step(
-        self, state: ModelState, audio: np.ndarray, noise: np.ndarray
-    ) -> tuple[ModelState, np.ndarray]:
-        latent, *encoder = self.run_graph("encoder", [audio], state.encoder)
-        accompaniment, *generator = self.run_graph("generator", [latent, noise], state.generator)
-        out, *decoder = self.run_graph("decoder", [accompaniment], state.decoder)
-        return ModelState(encoder, decoder, generator), out
+    def run_encoder(self, bands: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
+        latent, *state = self.run_graph("encoder", [bands], state)
+        return latent, state
+
+    def run_generator(
+        self, latent: np.ndarray, noise: np.ndarray, state: Arrays
+    ) -> tuple[np.ndarray, Arrays]:
+        accompaniment, *state = self.run_graph("generator", [latent, noise], state)
+        return accompaniment, state
+
+    def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
+        spectrum, *state = self.run_graph("decoder", [latent], state)
+        return spectrum, state

@@ -1,20 +1,22 @@
 """The torch backend (CPU or CUDA). torch is imported here only, never at module level, so the
-runtime runs without it. On CUDA the step is captured as a CUDA graph per batch size: one
-launch per hop instead of hundreds of small kernels."""
+runtime runs without it. On CUDA each network part is captured as a CUDA graph per batch
+size: one launch per part and hop instead of hundreds of small kernels."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from engine.backends.base import ModelInfo, ModelState
+from engine.backends.base import Arrays, ModelBackend
 from engine.checkpoint import EngineCheckpoint
 from engine.errors import EngineError
 
 
-class TorchBackend:
+class TorchBackend(ModelBackend):
     def __init__(self, checkpoint: EngineCheckpoint, threads: int = 1, device: str = "auto"):
+        super().__init__(checkpoint)
         try:
             import torch
         except ImportError:
@@ -33,85 +35,87 @@ class TorchBackend:
         self.torch = torch
         self.device = torch.device(device)
         self.name = f"torch-{self.device.type}"
-        self.info: ModelInfo = checkpoint.info
         try:
             self.codec = load_codec(checkpoint.directory).to(self.device)
-            self.generator = load_generator(checkpoint.directory).to(self.device)
+            # A codec-only checkpoint (`bandmate codec`) has no generator.
+            has_generator = checkpoint.config.generator is not None
+            self.generator = (
+                load_generator(checkpoint.directory).to(self.device) if has_generator else None
+            )
         except CheckpointError as exc:
             raise EngineError(str(exc)) from None
-        self._graphs: dict[int, Any] = {}
+        self._graphs: dict[tuple[str, int], Any] = {}
 
-    def initial_state(self, batch: int = 1) -> ModelState:
-        encoder = [t.numpy() for t in self.codec.encoder.init_state(batch)]
+    def network_state(self, batch: int) -> tuple[Arrays, Arrays, Arrays]:
         decoder = [t.numpy() for t in self.codec.decoder.init_state(batch)]
+        if self.generator is None:
+            return [], [], decoder
         kv = self.generator.init_state(batch)
-        return ModelState(
-            encoder, decoder, [kv.position.numpy(), kv.keys.numpy(), kv.values.numpy()]
-        )
+        return [], [kv.position.numpy(), kv.keys.numpy(), kv.values.numpy()], decoder
 
-    def _forward(self, audio: Any, noise: Any, encoder: list[Any], decoder: list[Any],
-                 generator: list[Any]) -> tuple[Any, ...]:  # fmt: skip
+    # The parts as functions of tensors, in the ONNX graphs' input and state order.
+    def _encoder(self, bands: Any) -> tuple[Any, ...]:
+        return (self.codec.encode_step(bands),)
+
+    def _generator(self, latent: Any, noise: Any, position: Any, keys: Any, values: Any
+                   ) -> tuple[Any, ...]:  # fmt: skip
         from models.generator import KVState
 
-        latent, encoder = self.codec.encode_step(audio, encoder)
-        position, keys, values = generator  # the ONNX graph's state order
+        assert self.generator is not None, "a codec-only checkpoint cannot generate"
         kv, accompaniment = self.generator.step(KVState(keys, values, position), latent, noise)
-        out, decoder = self.codec.decode_step(accompaniment, decoder)
-        return out, encoder, decoder, [kv.position, kv.keys, kv.values]
+        return accompaniment, kv.position, kv.keys, kv.values
 
-    def step(
-        self, state: ModelState, audio: np.ndarray, noise: np.ndarray
-    ) -> tuple[ModelState, np.ndarray]:
+    def _decoder(self, latent: Any, *state: Any) -> tuple[Any, ...]:
+        spectrum, new_state = self.codec.decode_step(latent, list(state))
+        return (spectrum, *new_state)
+
+    def _run(self, name: str, part: Callable[..., tuple[Any, ...]], inputs: Arrays) -> Arrays:
         torch = self.torch
         if self.device.type == "cuda":
-            return self._step_cuda_graph(state, audio, noise)
+            return self._run_cuda_graph(name, part, inputs)
         with torch.inference_mode():
-            out, encoder, decoder, generator = self._forward(
-                torch.from_numpy(audio), torch.from_numpy(noise),
-                [torch.from_numpy(a) for a in state.encoder],
-                [torch.from_numpy(a) for a in state.decoder],
-                [torch.from_numpy(a) for a in state.generator],
-            )  # fmt: skip
-        numpy = lambda ts: [t.numpy() for t in ts]  # noqa: E731
-        return ModelState(numpy(encoder), numpy(decoder), numpy(generator)), out.numpy()
+            outputs = part(*(torch.from_numpy(x) for x in inputs))
+        return [t.numpy() for t in outputs]
 
-    def _step_cuda_graph(
-        self, state: ModelState, audio: np.ndarray, noise: np.ndarray
-    ) -> tuple[ModelState, np.ndarray]:
-        """Copy inputs into static buffers, replay the captured graph, copy results out."""
+    def run_encoder(self, bands: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
+        (latent,) = self._run("encoder", self._encoder, [bands])
+        return latent, []
+
+    def run_generator(
+        self, latent: np.ndarray, noise: np.ndarray, state: Arrays
+    ) -> tuple[np.ndarray, Arrays]:
+        accompaniment, *state = self._run("generator", self._generator, [latent, noise, *state])
+        return accompaniment, state
+
+    def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
+        spectrum, *state = self._run("decoder", self._decoder, [latent, *state])
+        return spectrum, state
+
+    def _run_cuda_graph(
+        self, name: str, part: Callable[..., tuple[Any, ...]], inputs: Arrays
+    ) -> Arrays:
+        """Copy inputs into static buffers, replay the part's captured graph, copy out."""
         torch = self.torch
-        batch = audio.shape[0]
-        if batch not in self._graphs:
-            self._graphs[batch] = self._capture(state, audio, noise)
-        graph, inputs, outputs = self._graphs[batch]
-        flat_in = [audio, noise, *state.encoder, *state.decoder, *state.generator]
-        for buffer, value in zip(inputs, flat_in, strict=True):
+        key = (name, inputs[0].shape[0])
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(part, inputs)
+        graph, buffers, outputs = self._graphs[key]
+        for buffer, value in zip(buffers, inputs, strict=True):
             buffer.copy_(torch.from_numpy(value), non_blocking=True)
         graph.replay()
-        out, encoder, decoder, generator = outputs
-        host = lambda ts: [t.cpu().numpy() for t in ts]  # noqa: E731
-        return ModelState(host(encoder), host(decoder), host(generator)), out.cpu().numpy()
+        return [t.cpu().numpy() for t in outputs]
 
-    def _capture(self, state: ModelState, audio: np.ndarray, noise: np.ndarray) -> tuple[Any, ...]:
+    def _capture(self, part: Callable[..., tuple[Any, ...]], inputs: Arrays) -> tuple[Any, ...]:
         torch = self.torch
-        flat = [audio, noise, *state.encoder, *state.decoder, *state.generator]
-        inputs = [torch.from_numpy(v).to(self.device) for v in flat]
-        n_enc, n_dec = len(state.encoder), len(state.decoder)
-
-        def run() -> tuple[Any, ...]:
-            a, z, rest = inputs[0], inputs[1], inputs[2:]
-            return self._forward(
-                a, z, rest[:n_enc], rest[n_enc : n_enc + n_dec], rest[n_enc + n_dec :]
-            )
-
+        buffers = [torch.from_numpy(v).to(self.device) for v in inputs]
         with torch.inference_mode():
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):  # warm up outside the graph, as capture requires
                 for _ in range(3):
-                    run()
+                    part(*buffers)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                outputs = run()
-        return graph, inputs, outputs
+                outputs = part(*buffers)
+        return graph, buffers, outputs

@@ -1,9 +1,12 @@
-"""`bandmate train codec`: the causal autoencoder, trained on the built stems.
+"""`bandmate train codec`: the spectral codec's decoder, trained on the built stems.
 
-Loss: multi-resolution STFT on audio decoded from noisy latents (see models/codec.py) + an
-optional adversarial term (a spectrogram
-discriminator with hinge and feature matching), which starts after `adversarial_start` steps
-so the discriminator meets a codec that already reconstructs.
+The analysis is fixed (models/spectral.py); the encoder's per-band statistics are measured on
+training crops before the first step. Each step then takes random crops of live parts,
+accompaniments and mixes at random gains, analyses them into latents and target
+log-magnitude frames (numpy, the same code the engine runs), and trains the decoder with L1 on
+log-magnitude and log-mel (models/losses.py). No audio is synthesised in training: phase is
+reconstructed, not learned, so validation synthesises a few crops only to report distances
+on audio.
 """
 
 from __future__ import annotations
@@ -22,13 +25,8 @@ from models.checkpoint import save_checkpoint
 from models.checkpoint_config import CheckpointConfig, git_commit
 from models.codec import CODEC_PRESETS, Codec
 from models.data.manifest import load_manifest
-from models.discriminator import (
-    SpectrogramDiscriminator,
-    discriminator_hinge_loss,
-    feature_matching_loss,
-    generator_adversarial_loss,
-)
-from models.losses import MultiResolutionSTFTLoss, si_sdr
+from models.losses import SpectralLoss
+from models.spectral import band_to_bin
 from models.train.audio_pool import AudioPool, fixed_crops
 from models.train.common import (
     CsvLog,
@@ -41,8 +39,8 @@ from models.train.common import (
     save_state,
     set_learning_rate,
     setup_run,
-    unwrap,
 )
+from models.train.synthetic_tones import synthetic_crop
 
 
 @dataclass(frozen=True)
@@ -50,14 +48,15 @@ class CodecTrainConfig:
     data: Path  # a `bandmate data build` folder
     run_dir: Path  # state, logs, audio and the checkpoint go here; re-running resumes
     preset: str = "default"
-    steps: int = 20_000
-    batch_size: int = 8
-    segment_seconds: float = 0.5
-    learning_rate: float = 3e-4
-    latent_noise: float = 0.0  # std of noise added to the unit-RMS latents in training
-    adversarial_weight: float = 0.0  # 0 turns the adversarial term off
-    adversarial_start: int = 5_000
-    feature_matching_weight: float = 2.0
+    steps: int = 6_000
+    batch_size: int = 16
+    segment_seconds: float = 1.0
+    learning_rate: float = 1e-3
+    mel_weight: float = 1.0
+    peak_weight: float = 1.0  # log-magnitude error near loud bins: where partials sit
+    synthetic_share: float = 0.25  # of each batch: synthetic tones (models/train/synthetic_tones)
+    gain_db: tuple[float, float] = (-24.0, 6.0)  # crops are played at a random gain in range
+    statistics_crops: int = 256  # crops whose analysis sets the encoder's band statistics
     pool_examples: int = 128
     rotate_every: int = 4  # steps between swapping one pooled example
     validate_every: int = 500
@@ -85,55 +84,67 @@ class CodecTrainer:
                 f"{config.data}: data at {self.manifest.sample_rate} Hz, the codec runs at "
                 f"{self.model_config.sample_rate} Hz"
             )
-        device = self.run.device
-        self.codec = Codec(self.model_config).to(device)
-        self.model = self.run.wrap(self.codec)
-        self.optimizer = torch.optim.AdamW(
-            self.codec.parameters(), config.learning_rate, betas=(0.8, 0.99)
-        )
-        self.stft_loss = MultiResolutionSTFTLoss().to(device)
-        self.disc = SpectrogramDiscriminator().to(device) if config.adversarial_weight > 0 else None
-        self.disc_optimizer = (
-            torch.optim.AdamW(self.disc.parameters(), config.learning_rate, betas=(0.8, 0.99))
-            if self.disc is not None
-            else None
-        )
+        self.codec = Codec(self.model_config).to(self.run.device)
+        self.model = self.run.wrap(self.codec.decoder)
+        self.optimizer = torch.optim.AdamW(self.codec.decoder.parameters(), config.learning_rate)
+        s = self.model_config.spectral
+        self.loss = SpectralLoss(s.sample_rate, s.bins, s.floor, mel_weight=config.mel_weight,
+                                 peak_weight=config.peak_weight)  # fmt: skip
+        self.loss.to(self.run.device)
         self.step, self.wall_s = 0, 0.0
         config.run_dir.mkdir(parents=True, exist_ok=True)
-        self._resume()
+        self.train_examples = self.manifest.split("train")
+        if not self.train_examples:
+            raise TrainingError(f"{config.data}: the build has no train split")
+        if not self._resume():
+            self._start_from_interpolation()
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
         state = load_state(self.config.run_dir)
         if state is None:
-            return
+            return False
         self.codec.load_state_dict(state["codec"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.disc is not None and "disc" in state:
-            self.disc.load_state_dict(state["disc"])
-            self.disc_optimizer.load_state_dict(state["disc_optimizer"])  # type: ignore[union-attr]
         self.step, self.wall_s = state["step"], state.get("wall_s", 0.0)
         torch.set_rng_state(state["torch_rng"])
+        return True
 
-    def _save(self, started: float) -> None:
+    def _start_from_interpolation(self) -> None:
+        """Set the encoder's per-band statistics from training crops (every kind), and start
+        the decoder's linear path as the band-to-bin interpolation: each bin's log-magnitude
+        is half the log energy of the bands around its frequency, plus the mean residual of
+        that bin on the crops. A map whose outputs are averages of its inputs stays bounded for
+        any latent, also those a generator makes: a least-squares start was not (adjacent
+        bands are nearly collinear, and its weights reached 10^4 per band)."""
+        c, s = self.config, self.model_config.spectral
+        crops = fixed_crops(c.data, self.train_examples, c.statistics_crops,
+                            s.sample_rate, c.seed + 7)  # fmt: skip
+        bands = self.codec.spectral.analyse(crops).reshape(-1, self.model_config.latent_dim)
+        encoder = self.codec.encoder
+        encoder.band_mean.copy_(torch.from_numpy(bands.mean(0)))
+        encoder.band_std.copy_(torch.from_numpy(bands.std(0) + 1e-3))
+        weights = torch.from_numpy(band_to_bin(s)) * 0.5 * encoder.band_std  # [K, D]
+        direct, out = self.codec.decoder.direct.conv, self.codec.decoder.out.conv
+        assert direct.bias is not None and out.bias is not None
+        with torch.no_grad():
+            direct.weight.copy_(weights.repeat(s.frames_per_hop, 1).unsqueeze(-1))
+            direct.bias.copy_((0.5 * weights / encoder.band_std @ encoder.band_mean).repeat(
+                s.frames_per_hop))  # fmt: skip
+            out.bias.zero_()
+            latents, target = self.features(crops)
+            predicted, _ = self.codec.decoder(latents, self.codec.decoder.init_state(len(crops)))
+            residual = target.clamp_min(np.log(s.floor)) - predicted  # [B, F, P, K]
+            direct.bias += residual.mean((0, 1)).flatten()
+
+    def _save(self, started: float, validation: dict[str, float] | None = None) -> None:
         if not self.run.is_main:
             return
         wall_s = self.wall_s + time.monotonic() - started
-        state: dict[str, object] = {
-            "codec": self.codec.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "wall_s": wall_s,
-            "torch_rng": torch.get_rng_state(),
-        }
-        if self.disc is not None:
-            state["disc"] = self.disc.state_dict()
-            state["disc_optimizer"] = self.disc_optimizer.state_dict()  # type: ignore[union-attr]
-        save_state(self.config.run_dir, state)
-        self.export_checkpoint(wall_s)
-
-    def export_checkpoint(self, wall_s: float, validation: dict[str, float] | None = None) -> None:
-        directory = self.config.run_dir / "checkpoint"
-        training = {
+        save_state(self.config.run_dir, {
+            "codec": self.codec.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "wall_s": wall_s, "torch_rng": torch.get_rng_state(),
+        })  # fmt: skip
+        training: dict[str, object] = {
             "codec_steps": self.step,
             "codec_wall_s": round(wall_s, 1),
             "codec_config": str(self.config),
@@ -142,48 +153,50 @@ class CodecTrainer:
             training["codec_validation"] = validation
         meta = CheckpointConfig(
             sample_rate=self.model_config.sample_rate, hop=self.model_config.hop,
-            latent_dim=self.model_config.latent_dim, codec={},
-            data_manifest=self.manifest.fingerprint(), git_commit=git_commit(), training=training,
+            latent_dim=self.model_config.latent_dim, codec_latency=self.model_config.latency,
+            codec={}, data_manifest=self.manifest.fingerprint(), git_commit=git_commit(),
+            training=training,
         )  # fmt: skip
-        save_checkpoint(directory, self.codec, None, meta)
+        save_checkpoint(self.config.run_dir / "checkpoint", self.codec, None, meta)
+
+    def features(self, audio: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops [B, T] -> (latents [B, D, F], target log-magnitudes [B, F, P, K])."""
+        s = self.model_config.spectral
+        bands = torch.from_numpy(self.codec.spectral.analyse(audio)).to(self.run.device)
+        target = torch.from_numpy(self.codec.spectral.log_magnitude(audio)).to(self.run.device)
+        frames = bands.shape[1]
+        target = target[:, : frames * s.frames_per_hop].reshape(len(audio), frames, -1, s.bins)
+        return self.codec.encoder(bands).transpose(1, 2), target
 
     def train(self) -> dict[str, float]:
         c = self.config
-        segment = int(c.segment_seconds * self.model_config.sample_rate) // self.model_config.hop
-        segment *= self.model_config.hop
+        rate, hop = self.model_config.sample_rate, self.model_config.hop
+        segment = int(c.segment_seconds * rate) // hop * hop
         rng = np.random.default_rng([c.seed, self.run.rank, self.step])
-        train_examples = self.manifest.split("train")
-        if not train_examples:
-            raise TrainingError(f"{c.data}: the build has no train split")
-        pool = AudioPool(
-            c.data, train_examples, c.pool_examples, rng, self.progress and self.run.is_main
-        )
-        valid = self.manifest.split("valid") or train_examples
-        valid_audio = torch.from_numpy(
-            fixed_crops(
-                c.data, valid, c.validation_crops, 2 * self.model_config.sample_rate, c.seed
-            )
-        )
-        columns = ["loss", "stft", "latent_std", "adv", "fm", "disc"]
-        validation_columns = ["val_stft", "val_si_sdr", "val_stft_constant_latent"]
+        pool = AudioPool(c.data, self.train_examples, c.pool_examples, rng,
+                         self.progress and self.run.is_main)  # fmt: skip
+        valid = self.manifest.split("valid") or self.train_examples
+        valid_audio = fixed_crops(c.data, valid, c.validation_crops, 2 * rate, c.seed)
+        columns = ["loss", "log_mag", "log_mel", "log_mag_peaks"]
+        validation_columns = ["val_log_mel", "val_log_mag", "val_log_mel_constant_latent",
+                              "val_spectral_convergence"]  # fmt: skip
         log = CsvLog(c.run_dir / "codec_log.csv", columns + validation_columns)
         started = time.monotonic()
         validation: dict[str, float] = {}
-        bar = tqdm(
-            total=c.steps,
-            initial=self.step,
-            desc="codec",
-            disable=not (self.progress and self.run.is_main),
-        )
+        bar = tqdm(total=c.steps, initial=self.step, desc="codec",
+                   disable=not (self.progress and self.run.is_main))  # fmt: skip
         while self.step < c.steps:
-            batch = torch.from_numpy(pool.batch(c.batch_size, segment)).to(self.run.device)
-            losses = self._train_step(batch)
+            audio = pool.batch(c.batch_size, segment)
+            for i in np.flatnonzero(rng.random(len(audio)) < c.synthetic_share):
+                audio[i] = synthetic_crop(segment, rng)
+            gain_db = rng.uniform(*c.gain_db, size=(len(audio), 1))
+            losses = self._train_step(audio * (10 ** (gain_db / 20)).astype(np.float32))
             self.step += 1
             bar.update(1)
             if self.step % c.rotate_every == 0:
                 pool.rotate()
             if self.step % 10 == 0 and self.run.is_main:
-                bar.set_postfix(stft=f"{losses['stft']:.3f}")
+                bar.set_postfix(log_mel=f"{losses['log_mel']:.3f}")
                 log.write(self.step, losses, self.wall_s)
             if self.step % c.validate_every == 0 or self.step == c.steps:
                 validation = self.validate(valid_audio)
@@ -192,77 +205,63 @@ class CodecTrainer:
             if self.step % c.audio_every == 0 and self.run.is_main:
                 self._write_audio(valid_audio)
             if self.step % c.save_every == 0 or self.step == c.steps:
-                self._save(started)
+                self._save(started, validation)
         bar.close()
         log.close()
-        if self.run.is_main:
-            self.export_checkpoint(
-                self.wall_s + time.monotonic() - started, validation or self.validate(valid_audio)
-            )
         return validation
 
-    def _train_step(self, batch: torch.Tensor) -> dict[str, float]:
+    def _train_step(self, audio: np.ndarray) -> dict[str, float]:
         c = self.config
-        rate = learning_rate(self.step, c.steps, c.learning_rate)
-        for optimizer in (self.optimizer, self.disc_optimizer):
-            if optimizer is not None:
-                set_learning_rate(optimizer, rate)
+        set_learning_rate(self.optimizer, learning_rate(self.step, c.steps, c.learning_rate))
+        latents, target = self.features(audio)
         with self.run.autocast(c.precision):
-            out = self.model(batch, c.latent_noise)
-            stft = self.stft_loss(out.audio.float(), batch)
-        # How much the latents move over time: near 0 means the decoder is being fed a constant.
-        losses = {"stft": stft, "latent_std": out.latents.detach().std(-1).mean()}
-        loss = stft
-        adversarial = self.disc is not None and self.step >= c.adversarial_start
-        if adversarial:
-            assert self.disc is not None and self.disc_optimizer is not None
-            disc_loss = discriminator_hinge_loss(self.disc(batch), self.disc(out.audio.detach()))
-            check_finite(self.step, {"disc": disc_loss})
-            self.disc_optimizer.zero_grad(set_to_none=True)
-            disc_loss.backward()
-            self.disc_optimizer.step()
-            real, fake = self.disc(batch), self.disc(out.audio)
-            losses["adv"] = generator_adversarial_loss(fake)
-            losses["fm"] = feature_matching_loss(real, fake)
-            losses["disc"] = disc_loss
-            loss = loss + c.adversarial_weight * (
-                losses["adv"] + c.feature_matching_weight * losses["fm"]
-            )
-        losses["loss"] = loss
+            predicted, _ = self.model(latents, self.codec.decoder.init_state(len(audio)))
+        losses = self.loss(predicted.float(), target)
         check_finite(self.step, losses)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.codec.parameters(), 10.0)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.codec.decoder.parameters(), 10.0)
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in losses.items()}
 
-    def validate(self, audio: torch.Tensor) -> dict[str, float]:
-        """Offline encode -> decode of the fixed validation crops (no latent noise)."""
-        codec = unwrap(self.model)
-        with evaluating(codec):
-            audio = audio.to(self.run.device)
-            latents = [codec.encode(a[None]) for a in audio]  # type: ignore[operator]
-            recon = torch.cat([codec.decode(z) for z in latents])  # type: ignore[operator]
-            # The same crops decoded from each one's time-averaged latent: if this is no worse,
-            # the decoder ignores its input (the collapse models/codec.py describes).
-            flat = torch.cat(
-                [codec.decode(z.mean(-1, keepdim=True).expand_as(z)) for z in latents]  # type: ignore[operator]
-            )
-            target = audio[:, : recon.shape[-1]]
-            return {
-                "val_stft": float(self.stft_loss(recon, target)),
-                "val_si_sdr": float(si_sdr(recon, target).median()),
-                "val_stft_constant_latent": float(self.stft_loss(flat, target)),
-            }
+    def validate(self, audio: np.ndarray) -> dict[str, float]:
+        """Decode the fixed validation crops from their latents and from each one's
+        time-averaged latent: if the second is not clearly worse, the decoder ignores its
+        input. Spectral convergence is measured on synthesised audio, latency-compensated."""
+        with evaluating(self.codec):
+            latents, target = self.features(audio)
+            frames = target.flatten(1, 2)
+            real = self.codec.decode_spectrum(latents)
+            flat = self.codec.decode_spectrum(latents.mean(-1, keepdim=True).expand_as(latents))
+            real_losses, flat_losses = self.loss(real, frames), self.loss(flat, frames)
+            decoded = self.codec.spectral.synthesise(real[:4].cpu().numpy())
+        lag = self.model_config.latency
+        original = audio[:4, : decoded.shape[1] - lag]
+        return {
+            "val_log_mel": float(real_losses["log_mel"]),
+            "val_log_mag": float(real_losses["log_mag"]),
+            "val_log_mel_constant_latent": float(flat_losses["log_mel"]),
+            "val_spectral_convergence": spectral_convergence(decoded[:, lag:], original),
+        }
 
-    def _write_audio(self, audio: torch.Tensor) -> None:
+    def _write_audio(self, audio: np.ndarray) -> None:
         folder = self.config.run_dir / "audio"
         folder.mkdir(exist_ok=True)
+        rate, lag = self.model_config.sample_rate, self.model_config.latency
         with evaluating(self.codec):
-            for i in range(3):
-                recon = self.codec.decode(self.codec.encode(audio[i : i + 1].to(self.run.device)))
-                rate = self.model_config.sample_rate
-                sf.write(folder / f"step{self.step:07d}_{i}_input.wav", audio[i].numpy(), rate)
-                sf.write(
-                    folder / f"step{self.step:07d}_{i}_codec.wav", recon[0].cpu().numpy(), rate
-                )
+            decoded = self.codec.decode(self.codec.encode(torch.from_numpy(audio[:3]))).numpy()
+        for i in range(3):
+            sf.write(folder / f"step{self.step:07d}_{i}_input.wav", audio[i], rate)
+            sf.write(folder / f"step{self.step:07d}_{i}_codec.wav", decoded[i, lag:], rate)
+
+
+def spectral_convergence(estimate: np.ndarray, target: np.ndarray, n_fft: int = 1024) -> float:
+    """|| |X| - |Y| || / || |Y| || over STFT magnitudes (Hann, hop n_fft / 4): 0 is a perfect
+    magnitude match, about 1 no match at all."""
+    from scipy.signal import stft
+
+    length = min(estimate.shape[-1], target.shape[-1])
+    _, _, est = stft(estimate[..., :length], nperseg=n_fft, noverlap=3 * n_fft // 4)
+    _, _, ref = stft(target[..., :length], nperseg=n_fft, noverlap=3 * n_fft // 4)
+    error, size = np.linalg.norm(np.abs(ref) - np.abs(est)), np.linalg.norm(np.abs(ref))
+    return float(error / max(float(size), 1e-9))

@@ -135,6 +135,15 @@ class CsvLog:
     def __init__(self, path: Path, columns: list[str]):
         self.path, self.columns = path, ["step", "wall_s", *columns]
         new = not path.exists()
+        if not new:  # a resumed run whose columns changed: rewrite the rows under the new ones
+            with path.open(newline="") as old:
+                reader = csv.DictReader(old)
+                if reader.fieldnames != self.columns:
+                    rows = list(reader)
+                    with path.open("w", newline="") as rewritten:
+                        writer = csv.DictWriter(rewritten, self.columns, extrasaction="ignore")
+                        writer.writeheader()
+                        writer.writerows(rows)
         self.file = path.open("a", newline="")
         self.writer = csv.DictWriter(self.file, self.columns, extrasaction="ignore")
         if new:

@@ -31,18 +31,12 @@ class LatentSet:
     def indices(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.splits) if s == split]
 
-    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and std over all training frames (live and accompaniment)."""
-        train = self.indices("train") or list(range(len(self.splits)))
-        frames = np.concatenate(
-            [self.live[i] for i in train] + [self.accompaniment[i] for i in train]
-        ).astype(np.float64)
-        return frames.mean(0).astype(np.float32), (frames.std(0) + 1e-4).astype(np.float32)
-
 
 def codec_fingerprint(codec: Codec) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(codec.state_dict().items()):
+    """What the latents depend on: the analysis and the encoder, not the decoder (which may
+    go on training while a generator trains on the latents)."""
+    digest = hashlib.sha256(repr(codec.config.spectral).encode())
+    for name, tensor in sorted(codec.encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
