@@ -349,7 +349,7 @@ def print_table(report: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column == "measure" else "right")
     for label, key in (("accompaniment lag", "accompaniment_lag"),
                        ("model framing wait (offline)", "framing_wait"),
-                       ("reaction = lag + framing wait", "reaction"),
+                       ("reaction = buffer + device + framing wait", "reaction"),
                        ("dry path (device part)", "dry_path")):  # fmt: skip
         row = report[key]
         times = (f"{row[k]:.2f}" if k in row else "-" for k in ("p50_ms", "p99_ms", "min_ms",
