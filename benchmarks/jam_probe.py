@@ -21,7 +21,7 @@ import numpy as np
 from engine.errors import EngineError
 
 # jam's first line: "jam: backend B; ... latency X ms = N samples (model M ms, buffer F ms,
-# device D ms)" (server/cli_live.py).
+# device D ms)" (server/cli/live.py).
 JAM_LATENCY = re.compile(
     r"^jam: backend (?P<backend>\S+);.*latency (?P<ms>\d+\.\d) ms = (?P<samples>\d+) samples "
     r"\(model (?P<model_ms>\d+\.\d) ms, buffer (?P<buffer_ms>\d+\.\d) ms, "

@@ -1,5 +1,8 @@
-"""The `bandmate` command. Subcommands import their packages lazily, so `bandmate --help`
-is fast and the runtime commands never import torch."""
+"""The `bandmate` command: the root app, `--version`, and one-line user errors. Each command
+group is a module here (models, live, files, bench, serve, client, bci, session) that
+registers itself; commands import their packages lazily, so `bandmate --help` is fast and the
+runtime commands never import torch. This package is the only part of `server/` that may
+import `models`, `clients` and `benchmarks`."""
 
 from __future__ import annotations
 
@@ -14,14 +17,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from server import (  # noqa: E402  (register their commands)
-    cli_bci,
-    cli_client,
-    cli_engine,
-    cli_live,
-    cli_models,
-    cli_serve,
-    cli_session,
+from server.cli import (  # noqa: E402  (register their commands)
+    bci,
+    bench,
+    client,
+    files,
+    live,
+    models,
+    serve,
+    session,
 )
 
 
@@ -48,13 +52,14 @@ def _options(
     pass  # only --version, which is handled in its callback
 
 
-cli_models.register(app)
-cli_live.register(app)
-cli_engine.register(app)
-cli_serve.register(app)
-cli_client.register(app)
-cli_bci.register(app)
-cli_session.register(app)
+models.register(app)
+live.register(app)
+files.register(app)
+bench.register(app)
+serve.register(app)
+client.register(app)
+bci.register(app)
+session.register(app)
 
 
 def user_error_types() -> tuple[type[Exception], ...]:
@@ -75,7 +80,3 @@ def main() -> None:
     except user_error_types() as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-
-
-if __name__ == "__main__":  # `python -m server.cli`, as torchrun runs it
-    main()
