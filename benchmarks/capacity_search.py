@@ -40,12 +40,11 @@ import numpy as np
 
 from benchmarks.capacity import JOIN_SECONDS, CapacityBenchConfig, run_capacity_benchmark
 from benchmarks.latency import example_audio, hop_frames
-from engine.backends import Backend, create_backend
+from engine.backends import Backend, create_backend, warm_up
 from engine.checkpoint import DEFAULT_CHECKPOINT, load_engine_checkpoint
 from engine.errors import EngineError
 from engine.scheduler import BatchScheduler
 from engine.session import Session, SessionConfig
-from server.catalog import warm_up
 
 SERVER_START_SECONDS = 20.0  # start-up, warm-up stream and the last block's return, generously
 

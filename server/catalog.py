@@ -11,9 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from engine.backends import Backend, create_backend
+from engine.backends import Backend, create_backend, warm_up
 from engine.checkpoint import EngineCheckpoint, load_engine_checkpoint
 from engine.errors import EngineError
 from server.errors import ServerError
@@ -90,14 +88,3 @@ class CheckpointCatalog:
                 self._backends[name] = backend
                 log.info("checkpoint %s runs on %s", name, backend.name)
             return self._backends[name]
-
-
-def warm_up(backend: Backend, batches: int) -> None:
-    """Step every batch size once. onnxruntime plans memory per input shape, and the first
-    round at a new batch size took 20 ms here (a missed deadline for every player in it);
-    paying that at load time keeps it out of a performance."""
-    info = backend.info
-    for batch in range(1, batches + 1):
-        audio = np.zeros((batch, info.hop), np.float32)
-        noise = np.zeros((batch, info.noise_dim), np.float32)
-        backend.step(backend.initial_state(batch), audio, noise)
