@@ -20,13 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.latency_components import (
-    COMPONENTS,
-    backend_threads,
-    component_stepper,
-    model_size,
-)
-from engine.backends import Backend, create_backend
+from benchmarks.latency_components import COMPONENTS, ComponentStepper, model_size
+from engine.backends import ModelBackend, create_backend
 from engine.checkpoint import EngineCheckpoint, load_engine_checkpoint
 from engine.errors import EngineError
 
@@ -43,9 +38,9 @@ class LatencyBenchConfig:
     seed: int = 0
 
 
-def available_backends(checkpoint: EngineCheckpoint, threads: int) -> list[Backend]:
+def available_backends(checkpoint: EngineCheckpoint, threads: int) -> list[ModelBackend]:
     """onnxruntime always; torch when it is installed; the CUDA variants when there is a GPU."""
-    found: list[Backend] = [create_backend(checkpoint, "onnx", threads, "cpu")]
+    found: list[ModelBackend] = [create_backend(checkpoint, "onnx", threads, "cpu")]
     try:
         import onnxruntime as ort
 
@@ -85,7 +80,7 @@ def hop_frames(audio: np.ndarray, hop: int) -> np.ndarray:
 
 
 def time_step_and_parts(
-    backend: Backend, frames: np.ndarray, warmup: int, seed: int
+    backend: ModelBackend, frames: np.ndarray, warmup: int, seed: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
     """Seconds per whole step, and per part, for every hop of `frames` (after `warmup`
     untimed hops); and how the parts were timed.
@@ -98,7 +93,7 @@ def time_step_and_parts(
 
     rng = np.random.default_rng(seed)
     state = backend.initial_state(1)
-    parts = component_stepper(backend)
+    parts = ComponentStepper(backend)
     step_times = np.empty(len(frames))
     part_times = np.empty((len(frames), len(COMPONENTS)))
     for i in tqdm(range(warmup + len(frames)), desc=backend.name, unit="hop", leave=False):
@@ -170,7 +165,7 @@ def run_latency_benchmark(config: LatencyBenchConfig) -> LatencyRun:
         entry = summarize(step_ms, hop_ms)
         baseline_p50 = baseline_p50 or entry["p50_ms"]
         entry["p50_vs_first_backend"] = entry["p50_ms"] / baseline_p50
-        entry["threads"] = backend_threads(backend)
+        entry["threads"] = backend.threads()
         entry["components"] = {name: summarize(ms, hop_ms) for name, ms in parts_ms.items()}
         entry["components_method"] = method
         parts_mean = sum(float(ms.mean()) for ms in parts_ms.values())

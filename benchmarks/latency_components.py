@@ -20,10 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends import Backend
-from engine.backends.base import ModelBackend
-from engine.backends.onnx import OnnxBackend
-from engine.backends.torch_backend import TorchBackend
+from engine.backends import ModelBackend
 from engine.checkpoint import EngineCheckpoint
 
 COMPONENTS = ("encode", "generate", "decode")
@@ -47,23 +44,6 @@ class ComponentStepper:
         _, self.state = backend.decode(state, accompaniment)
         decoded = time.perf_counter()
         return encoded - started, generated - encoded, decoded - generated
-
-
-def component_stepper(backend: Backend) -> ComponentStepper:
-    if not isinstance(backend, ModelBackend):
-        raise TypeError(f"no component timer for backend {backend.name}")
-    return ComponentStepper(backend)
-
-
-def backend_threads(backend: Backend) -> dict[str, int]:
-    """The threads the backend really uses, read back from the runtime, not the request."""
-    if isinstance(backend, OnnxBackend):
-        options = backend.sessions["generator"].get_session_options()
-        return {"intra_op": options.intra_op_num_threads, "inter_op": options.inter_op_num_threads}
-    if isinstance(backend, TorchBackend):
-        torch = backend.torch
-        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
-    return {}
 
 
 def _tensor_elements(path: Path, prefixes: dict[str, str]) -> tuple[dict[str, int], str]:

@@ -102,6 +102,10 @@ class ModelBackend:
     def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
         raise NotImplementedError
 
+    def threads(self) -> dict[str, int]:
+        """The threads the runtime really uses (intra_op, inter_op), read back from it."""
+        raise NotImplementedError
+
     # -- the composition ------------------------------------------------------------------------
     def initial_state(self, batch: int = 1) -> ModelState:
         encoder, generator, decoder = self.network_state(batch)

@@ -82,3 +82,7 @@ class OnnxBackend(ModelBackend):
     def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
         spectrum, *state = self.run_graph("decoder", [latent], state)
         return spectrum, state
+
+    def threads(self) -> dict[str, int]:
+        options = self.sessions["generator"].get_session_options()
+        return {"intra_op": options.intra_op_num_threads, "inter_op": options.inter_op_num_threads}

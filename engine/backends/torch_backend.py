@@ -46,6 +46,10 @@ class TorchBackend(ModelBackend):
             raise EngineError(str(exc)) from None
         self._graphs: dict[tuple[str, int], Any] = {}
 
+    def threads(self) -> dict[str, int]:
+        torch = self.torch
+        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
     def network_state(self, batch: int) -> tuple[Arrays, Arrays, Arrays]:
         decoder = [t.numpy() for t in self.codec.decoder.init_state(batch)]
         if self.generator is None:
