@@ -20,14 +20,6 @@ class RingBuffer:
         self._written = 0  # total samples ever written (writer only)
         self._read = 0  # total samples ever read (reader only)
 
-    @property
-    def written(self) -> int:
-        return self._written
-
-    @property
-    def read_count(self) -> int:
-        return self._read
-
     def available(self) -> int:
         return self._written - self._read
 

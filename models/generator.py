@@ -252,7 +252,3 @@ class Generator(nn.Module):
         out = self.unembed(x)[0].squeeze(1)
         new_state = KVState(torch.stack(keys, 1), torch.stack(values, 1), state.position + 1)
         return new_state, out
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -96,7 +96,6 @@ class HostedSession:
         self._dry.write(np.zeros(session.latency_samples, np.float32))
         self.dropped_blocks = 0  # input dropped because the model fell behind
         self.dropped_messages = 0  # output dropped because the client fell behind
-        self.late_blocks = 0
         self.valence: float | None = None  # set by a BCMI loop over OSC, shown in telemetry
 
     @property
@@ -344,7 +343,6 @@ class SessionHost:
         answers = hosted.answer(blocks)
         for block in blocks:
             if block.last and now - block.arrived > hop_seconds:
-                hosted.late_blocks += 1
                 hosted.session.telemetry.miss()
                 self.metrics.misses.inc()
         if answers and hosted.deliver is not None:

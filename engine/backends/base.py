@@ -39,11 +39,6 @@ class ModelState:
     def batch(self) -> int:
         return int(self.analysis[0].shape[0])
 
-    @property
-    def position(self) -> int:
-        """The frame the (first) stream is at: how many hops it has stepped."""
-        return int(self.generator[0][0])
-
     @staticmethod
     def concat(states: list[ModelState]) -> ModelState:
         def join(name: str) -> Arrays:
@@ -58,10 +53,6 @@ class ModelState:
                                  for f in fields(ModelState)})  # fmt: skip
 
         return [row(i) for i in range(self.batch)]
-
-    def copy(self) -> ModelState:
-        return ModelState(**{f.name: [a.copy() for a in getattr(self, f.name)]
-                             for f in fields(ModelState)})  # fmt: skip
 
 
 class Backend(Protocol):
