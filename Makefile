@@ -11,7 +11,7 @@ DEMO_OUT ?= out/demo
 # The official BIDS validator (npm) checks the BIDS that `bandmate session run` writes.
 BIDS_VALIDATOR := .cache/npm/node_modules/.bin/bids-validator
 
-.PHONY: demo test lint system-deps clean
+.PHONY: demo test test-quick lint system-deps clean
 
 system-deps:
 	@scripts/system-deps.sh
@@ -42,6 +42,11 @@ demo: system-deps $(RUNTIME_STAMP)
 
 test: system-deps $(DEV_STAMP) $(BIDS_VALIDATOR)
 	$(BIN)/python -m pytest
+
+# A developer's loop: everything but the tests that start jackd, servers, browsers or long
+# real-time runs (marked `slow`); under 2 minutes on a 2-core machine.
+test-quick: system-deps $(DEV_STAMP) $(BIDS_VALIDATOR)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

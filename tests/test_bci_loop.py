@@ -27,6 +27,10 @@ from engine.jackd import JackServer
 from tests.bci_probe import StampedOutlet, input_events, read_jsonl, wait_until, windows
 from tests.helpers import BANDMATE
 
+# Slow, so not in `make test-quick`: every test here runs the loop on real LSL outlets, some with
+# jackd.
+pytestmark = pytest.mark.slow
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

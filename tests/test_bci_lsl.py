@@ -184,6 +184,7 @@ def test_a_nan_on_a_montage_channel_is_counted_and_reported_once_naming_the_chan
     eeg.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("labels", "rate", "problem"),
     [(["F3", "F4"], RATE, "no channel AF7, AF8"), (["AF7", "AF8"], 128.0, "runs at 128 Hz")],
@@ -232,6 +233,7 @@ def test_dropped_samples_equal_the_simulators_dropout(start_simulator: StartSimu
     eeg.close()
 
 
+@pytest.mark.slow
 def test_a_killed_stream_is_lost_then_reconnected_and_its_gap_counted(
     start_simulator: StartSimulator,
 ) -> None:

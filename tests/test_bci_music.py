@@ -309,6 +309,7 @@ def test_an_unknown_api_or_a_missing_jack_server_is_one_clear_error(
 
 
 @pytest.mark.jack
+@pytest.mark.slow
 def test_notes_played_into_a_jack_virtual_port_arrive_in_order(jack_server: JackServer) -> None:
     sink = RtMidiSink("bci-music-out")
     listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bci-music-listener")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bci.loop import BciRunConfig
 from bci.montage import F3F4_128
@@ -59,6 +60,7 @@ def test_real_eeg_renders_the_same_twice() -> None:
     assert first and render(looped, labels, rate, config) == first
 
 
+@pytest.mark.slow
 def test_bci_render_writes_the_same_midi_file_for_the_same_seed(tmp_path: Path) -> None:
     import subprocess
 

@@ -73,6 +73,7 @@ def test_one_participant_gets_the_descriptive_report_and_why_no_model_was_fitted
     assert not (tmp_path / "tables" / "fixed_effects.csv").exists()
 
 
+@pytest.mark.slow
 def test_two_participants_with_two_covariates_get_a_model_without_them_that_says_so(
     two_with_two_covariates: Path, tmp_path: Path
 ) -> None:
@@ -86,6 +87,7 @@ def test_two_participants_with_two_covariates_get_a_model_without_them_that_says
     assert not {"musical_training", "acting"} & set(effects.term)
 
 
+@pytest.mark.slow
 def test_analyze_prints_no_library_warning_and_lists_them_in_the_report(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
@@ -99,6 +101,7 @@ def test_analyze_prints_no_library_warning_and_lists_them_in_the_report(
     assert "What the libraries warned" in page and "Precision loss" in page
 
 
+@pytest.mark.slow
 def test_statsmodels_warnings_about_the_fit_are_in_the_report_not_on_the_terminal(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:

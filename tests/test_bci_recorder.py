@@ -178,6 +178,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
     name = f"test-{uuid.uuid4().hex[:10]}"
     config = SimulatorConfig(name=name, source_id=name)

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bci.study import load_study
 from bci.study_simulation import SimulatedStudy, planted_partition, simulate_study_bids
 from tests.helpers import BANDMATE, assert_valid_bids
 
 
+@pytest.mark.slow
 def test_analyze_recovers_a_planted_effect_and_variance_partition_from_a_bids_study(
     tmp_path: Path,
 ) -> None:

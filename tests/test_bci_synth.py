@@ -13,6 +13,9 @@ from bci.errors import BciError
 from bci.synth import FluidSynthSink
 from engine.jackd import JackServer
 
+# Slow, so not in `make test-quick`: every test here starts jackd and FluidSynth.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.jack
 def test_fluidsynth_sink_sounds_on_jack(jack_server: JackServer) -> None:

@@ -134,6 +134,7 @@ def test_model_without_past_context_ignores_the_generators_history(
     np.testing.assert_array_equal(cut_fresh, full_fresh)
 
 
+@pytest.mark.slow
 def test_quality_bench_renders_held_out_pieces_and_ranks_the_baselines(
     tiny_data: tuple[Path, Manifest], tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

@@ -14,6 +14,10 @@ import pytest
 
 from tests.helpers import BANDMATE, models_dir
 
+# Slow, so not in `make test-quick`: every test here runs a benchmark as a real command, capacity
+# through real servers.
+pytestmark = pytest.mark.slow
+
 PARTS = ("encode", "generate", "decode")
 
 

@@ -22,6 +22,10 @@ from tests.bci_probe import wait_until
 from tests.browser import headless_chromium, screenshot
 from tests.helpers import RunningServer, free_udp_port, models_dir
 
+# Slow, so not in `make test-quick`: every test here drives a real server's page in headless
+# Chromium.
+pytestmark = pytest.mark.slow
+
 METERS = ("latency", "compute", "rtf", "misses", "dropped", "valence")
 BARS = ("rtf-bar", "valence-bar", "input-bar", "output-bar")
 WARNING_RED = "rgba(229, 100, 110, 1)"  # style.css --bad

@@ -17,6 +17,9 @@ from engine.backends import Backend
 from engine.session import Session, SessionConfig
 from tests.helpers import BANDMATE, RunningServer, models_dir
 
+# Slow, so not in `make test-quick`: every test here streams to a real `bandmate serve` (uvicorn).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(

@@ -61,6 +61,7 @@ def test_the_previous_codec_round_trips_through_its_own_graphs() -> None:
     assert out.shape == audio.shape and np.isfinite(out).all() and np.abs(out).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_bench_codec_scores_every_system_on_held_out_pieces(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

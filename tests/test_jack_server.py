@@ -11,6 +11,9 @@ import pytest
 from engine import portaudio
 from engine.jackd import JackServer
 
+# Slow, so not in `make test-quick`: every test here starts jackd.
+pytestmark = pytest.mark.slow
+
 
 def test_portaudio_sees_the_jack_device_and_runs_a_duplex_stream(jack_server: JackServer) -> None:
     import sounddevice as sd

@@ -87,6 +87,7 @@ def test_a_server_midi_input_without_jack_is_one_line(
 
 
 @pytest.mark.jack
+@pytest.mark.slow
 def test_fluidsynth_on_jack_prints_no_library_lines(
     eeg_stream: str, jack_server: JackServer
 ) -> None:

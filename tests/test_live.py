@@ -171,6 +171,7 @@ def bandmate(*args: str | Path, timeout: float = 120) -> subprocess.CompletedPro
 
 
 @pytest.mark.jack
+@pytest.mark.slow
 def test_devices_lists_the_jack_device(jack_server: JackServer) -> None:
     result = bandmate("devices")
     assert result.returncode == 0, result.stderr
@@ -178,6 +179,7 @@ def test_devices_lists_the_jack_device(jack_server: JackServer) -> None:
 
 
 @pytest.mark.jack
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
@@ -199,6 +201,7 @@ def test_jam_reports_a_bad_setting_as_one_error_line(
 
 
 @pytest.mark.jack
+@pytest.mark.slow
 def test_jam_with_blocks_smaller_than_the_jack_period_buffers_two_periods_and_says_why(
     jack_server: JackServer, tiny_checkpoint: Path
 ) -> None:
@@ -219,6 +222,7 @@ def test_jam_with_blocks_smaller_than_the_jack_period_buffers_two_periods_and_sa
 
 
 @pytest.mark.jack
+@pytest.mark.slow
 def test_jam_shows_a_status_line_while_it_plays(
     jack_server: JackServer, tiny_checkpoint: Path
 ) -> None:
@@ -231,6 +235,7 @@ def test_jam_shows_a_status_line_while_it_plays(
 
 
 @pytest.mark.jack
+@pytest.mark.slow
 def test_jam_exits_with_one_error_line_when_jackd_goes_away(
     tiny_checkpoint: Path, jack_server: JackServer
 ) -> None:
@@ -320,6 +325,7 @@ def test_jam_accompanies_a_recording_through_jack_exactly_as_file_mode_does(
 
 
 @pytest.mark.jack
+@pytest.mark.slow
 def test_jam_stops_on_sigterm_as_on_ctrl_c_even_with_sigint_ignored(
     tiny_checkpoint: Path, jack_server: JackServer
 ) -> None:

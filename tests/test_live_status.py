@@ -14,6 +14,10 @@ from bci.simulate import Event, Schedule, Simulator, SimulatorConfig
 from tests.bci_probe import run_on_a_terminal, status_lines
 from tests.helpers import BANDMATE
 
+# Slow, so not in `make test-quick`: every test here runs `bci run` or `session run` on a pseudo-
+# terminal in real time.
+pytestmark = pytest.mark.slow
+
 PROTOCOL = """\
 name: two short blocks
 version: 1

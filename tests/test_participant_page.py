@@ -28,6 +28,10 @@ from tests.bci_probe import wait_until
 from tests.browser import headless_chromium, screenshot
 from tests.helpers import BANDMATE
 
+# Slow, so not in `make test-quick`: every test here drives a real `session run`'s page in headless
+# Chromium.
+pytestmark = pytest.mark.slow
+
 PROTOCOL = """\
 name: page test
 version: 1

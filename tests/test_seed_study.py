@@ -17,6 +17,9 @@ import pytest
 from bci.protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.helpers import BANDMATE, assert_valid_bids
 
+# Slow, so not in `make test-quick`: every test here runs whole `session run`s on simulated EEG.
+pytestmark = pytest.mark.slow
+
 PARTICIPANTS = ("P01", "P02")
 
 

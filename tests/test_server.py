@@ -25,6 +25,9 @@ from engine.filemode import accompany
 from tests.helpers import BANDMATE, RunningServer
 from tests.helpers import models_dir as offering
 
+# Slow, so not in `make test-quick`: every test here runs a real `bandmate serve` (uvicorn).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def models_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -18,6 +18,10 @@ from websockets.asyncio.client import connect
 from engine.jackd import JackServer
 from tests.helpers import RunningServer, free_udp_port, models_dir
 
+# Slow, so not in `make test-quick`: every test here runs a real `bandmate serve` (uvicorn), some
+# with jackd.
+pytestmark = pytest.mark.slow
+
 
 async def telemetry_until(ws: Any, predicate: Any, block: bytes, timeout: float = 10) -> dict:
     """Keep streaming silence; return the first telemetry that satisfies predicate."""

@@ -25,6 +25,10 @@ from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
 from tests.bci_probe import StampedOutlet, input_events, read_jsonl, wait_until, windows
 from tests.helpers import BANDMATE, assert_valid_bids
 
+# Slow, so not in `make test-quick`: every test here runs `session run` on simulated EEG in real
+# time.
+pytestmark = pytest.mark.slow
+
 PROTOCOL = """\
 name: short test
 version: 1

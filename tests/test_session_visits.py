@@ -19,6 +19,10 @@ from bci.session_runner import SessionRunner
 from bci.simulate import Schedule, Simulator, SimulatorConfig
 from tests.helpers import BANDMATE, assert_valid_bids
 
+# Slow, so not in `make test-quick`: every test here runs `session run` on simulated EEG in real
+# time.
+pytestmark = pytest.mark.slow
+
 PROTOCOL = """\
 name: two short blocks
 version: 1

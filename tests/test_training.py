@@ -15,6 +15,9 @@ from models.train.codec_trainer import CodecTrainConfig, CodecTrainer
 from models.train.common import TrainingError, load_train_config
 from models.train.generator_trainer import GeneratorTrainConfig, GeneratorTrainer
 
+# Slow, so not in `make test-quick`: every test here trains models, one under torchrun.
+pytestmark = pytest.mark.slow
+
 QUIET = {"validate_every": 1000, "audio_every": 1000, "threads": 1}
 
 

@@ -22,6 +22,10 @@ from websockets.exceptions import ConnectionClosed
 from server.protocol import CloseCode
 from tests.helpers import BANDMATE, RunningServer
 
+# Slow, so not in `make test-quick`: every test here runs real processes (`bandmate serve`, `session
+# run`, `bench soak`).
+pytestmark = pytest.mark.slow
+
 TOKEN = "s3cret"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 

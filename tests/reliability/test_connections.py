@@ -20,6 +20,10 @@ from websockets.exceptions import ConnectionClosed
 from server.protocol import CloseCode
 from tests.helpers import RunningServer
 
+# Slow, so not in `make test-quick`: every test here runs real processes (`bandmate serve`, `session
+# run`, `bench soak`).
+pytestmark = pytest.mark.slow
+
 HANDSHAKE_TIMEOUT_S = 2
 IDLE_TIMEOUT_S = 6  # longer than the handshake timeout, so the two are told apart
 MAX_CONNECTIONS = 24

@@ -30,6 +30,10 @@ from engine.backends import Backend
 from engine.filemode import accompany
 from tests.helpers import BANDMATE, RunningServer, models_dir
 
+# Slow, so not in `make test-quick`: every test here runs real processes (`bandmate serve`, `session
+# run`, `bench soak`).
+pytestmark = pytest.mark.slow
+
 VANISHING_CLIENTS = 8
 
 

@@ -16,6 +16,10 @@ from bci.recorder import SessionRecorder, read_session
 from tests.helpers import simulated_session_run, tmpfs
 from tests.test_session_runner import PROTOCOL
 
+# Slow, so not in `make test-quick`: every test here runs real processes (`bandmate serve`, `session
+# run`, `bench soak`).
+pytestmark = pytest.mark.slow
+
 RATE = 256.0
 
 

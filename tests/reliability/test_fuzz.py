@@ -28,6 +28,10 @@ from engine.filemode import accompany
 from server.protocol import CONTROL_NAMES, CloseCode, ErrorMessage
 from tests.helpers import RunningServer
 
+# Slow, so not in `make test-quick`: every test here runs real processes (`bandmate serve`, `session
+# run`, `bench soak`).
+pytestmark = pytest.mark.slow
+
 # derandomize=True below: CI draws the same examples on every run, so a red run is a real
 # regression, reproducible by rerunning; raise these counts locally to explore further.
 SOCKET_EXAMPLES = 150

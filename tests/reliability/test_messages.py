@@ -19,6 +19,10 @@ from websockets.exceptions import ConnectionClosed
 from server.protocol import CloseCode
 from tests.helpers import RunningServer
 
+# Slow, so not in `make test-quick`: every test here runs real processes (`bandmate serve`, `session
+# run`, `bench soak`).
+pytestmark = pytest.mark.slow
+
 HUGE = "9" * 5000  # Python refuses to convert integers of over 4300 digits
 DEEP = 100_000  # levels: past any parser's recursion limit
 

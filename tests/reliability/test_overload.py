@@ -27,6 +27,10 @@ from engine.session import Session, SessionConfig
 from server.protocol import CloseCode
 from tests.helpers import RunningServer, models_dir
 
+# Slow, so not in `make test-quick`: every test here runs real processes (`bandmate serve`, `session
+# run`, `bench soak`).
+pytestmark = pytest.mark.slow
+
 FLOOD_SECONDS = 20  # the flooder gives up after this; the server closes it long before
 
 

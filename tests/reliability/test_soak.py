@@ -15,6 +15,10 @@ from benchmarks.soak import SoakBenchConfig, build_report
 from clients.stream import StreamResult
 from tests.helpers import BANDMATE
 
+# Slow, so not in `make test-quick`: every test here runs real processes (`bandmate serve`, `session
+# run`, `bench soak`).
+pytestmark = pytest.mark.slow
+
 SECONDS = 15
 
 
