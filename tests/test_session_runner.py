@@ -173,9 +173,12 @@ class SessionRun:
         command = [BANDMATE, "session", "run", str(protocol), "--participant", "P01",
                    "--out", str(self.study), "--stream", outlet.name, "--ratings", "auto",
                    "--synth-driver", "none"]  # fmt: skip
+        # As a terminal starts it: a suite run in the background (nohup ... &) hands its
+        # children SIGINT ignored, and Python then installs no Ctrl-C handler.
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
 
     def records(self) -> list[dict[str, Any]]:
         return read_jsonl(self.folder / "bcmi_loop.jsonl")
