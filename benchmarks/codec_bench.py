@@ -8,7 +8,9 @@ Held-out pieces (the data build's test split, as `bench quality` takes them): th
 - **time-averaged latent**: the same decoder fed each crop's mean latent: what is left when
   the latents carry nothing that changes (a codec that ignores its latents scores as here);
 - **previous codec**: the waveform codec of checkpoint version 2 (its encoder and decoder
-  graphs are kept in benchmarks/baselines/waveform_codec).
+  graphs are kept in benchmarks/baselines/waveform_codec);
+- **true magnitudes**: the crop's own STFT log-magnitudes, one frame per hop, through the
+  same synthesis: a perfect decoder. What it loses, the synthesis loses.
 Scores per crop, medians reported: spectral convergence (dB), multi-resolution log-mel L1
 and per-frame chroma correlation against the original (benchmarks/spectral_metrics.py); and
 per system, the harmonic fit of its round-tripped accompaniments to their live parts as a
@@ -32,9 +34,10 @@ from engine.backends import create_backend
 from engine.checkpoint import ModelInfo, load_engine_checkpoint
 from engine.codec_roundtrip import StreamingCodec, decode_stream, encode_stream, roundtrip
 from models.data.build import BuildConfig
+from models.spectral import SpectralCodec
 
 PREVIOUS_CODEC = Path(__file__).resolve().parent / "baselines" / "waveform_codec"
-SYSTEMS = ("codec", "time-averaged latent", "previous codec")
+SYSTEMS = ("codec", "time-averaged latent", "previous codec", "true magnitudes")
 TARGETS = {  # the codec issue's acceptance bars
     "chroma_correlation": 0.9,
     "harmonic_fit_fraction": 0.9,
@@ -109,6 +112,22 @@ def time_averaged(codec: StreamingCodec, audio: np.ndarray) -> np.ndarray:
     return decode_stream(codec, flat)[0, lag : lag + len(audio)]
 
 
+def true_magnitudes(spectral: SpectralCodec, audio: np.ndarray, rate: int) -> np.ndarray:
+    """Synthesise the crop's own hop-end STFT frames, latency-compensated, at `rate`."""
+    import soxr
+
+    lag, hop, model_rate = spectral.config.latency, spectral.config.hop, spectral.config.sample_rate
+    resampled = audio if rate == model_rate else soxr.resample(audio, rate, model_rate, "VHQ")
+    frames = -(-(len(resampled) + lag) // hop)
+    padded = np.zeros((1, frames * hop), np.float32)
+    padded[0, : len(resampled)] = resampled
+    log_mag = spectral.hop_frames(spectral.log_magnitude(padded))
+    out = spectral.synthesise(log_mag)[0, lag : lag + len(resampled)]
+    if rate != model_rate:
+        out = soxr.resample(out, model_rate, rate, "VHQ")[: len(audio)]
+    return np.pad(out, (0, len(audio) - len(out))).astype(np.float32)
+
+
 def crop_scores(output: np.ndarray, original: np.ndarray, rate: int) -> dict[str, float]:
     return {
         "spectral_convergence_db": spectral_metrics.spectral_convergence_db(output, original),
@@ -138,6 +157,8 @@ def run_codec_benchmark(config: CodecBenchConfig) -> dict[str, Any]:
                 name: roundtrip(c, original, piece.sample_rate) for name, c in codecs.items()
             }
             outputs["time-averaged latent"] = time_averaged(codec, original)
+            outputs["true magnitudes"] = true_magnitudes(codec.spectral, original,
+                                                         piece.sample_rate)  # fmt: skip
             for name, output in outputs.items():
                 scores[name].append(crop_scores(output, original, piece.sample_rate))
                 if role == "accompaniment":

@@ -55,21 +55,25 @@ def save_weights(module: nn.Module, path: Path, dtype: torch.dtype = torch.float
     tmp.replace(path)
 
 
-def load_weights(module: nn.Module, path: Path) -> None:
+def load_weights(module: nn.Module, path: Path, prefix: str = "") -> None:
+    """Load `path` into `module`; with `prefix`, only the tensors whose names start with it
+    (the others keep their initial values)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupt weights file ({exc})") from None
-    expected = module.state_dict()
+    expected = {k: v for k, v in module.state_dict().items() if k.startswith(prefix)}
+    tensors = {k: v for k, v in tensors.items() if k.startswith(prefix)}
     missing = sorted(set(expected) - set(tensors))
     if missing or any(tensors[k].shape != expected[k].shape for k in expected):
         raise CheckpointError(
             f"{path}: weights do not match the config"
             + (f" (missing {', '.join(missing[:3])})" if missing else " (shape mismatch)")
         )
-    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()},
+                           strict=not prefix)  # fmt: skip
 
 
 def save_checkpoint(
@@ -106,6 +110,15 @@ def load_codec(directory: Path, sample_rate: int | None = None) -> Codec:
     config = read_checkpoint_config(directory, sample_rate)
     codec = Codec(config_from_dict(CodecConfig, config.codec))
     load_weights(codec, Path(directory) / CODEC_WEIGHTS)
+    return codec.eval()
+
+
+def load_encoder(directory: Path) -> Codec:
+    """The checkpoint's codec with only its analysis and encoder loaded: what the latents
+    depend on, for a checkpoint whose decoder is replaced (or has changed shape since)."""
+    config = read_checkpoint_config(directory)
+    codec = Codec(config_from_dict(CodecConfig, config.codec))
+    load_weights(codec, Path(directory) / CODEC_WEIGHTS, prefix="encoder.")
     return codec.eval()
 
 

@@ -6,10 +6,11 @@ latent dimension d is the band d: pitch and harmony are in the latents from the 
 and a transposition is a roll of the semitone dimensions.
 
 The decoder is the part that learns: a small causal convolutional network from latents to
-`frames_per_hop` log-magnitude STFT frames per hop, at the synthesis resolution. A linear
+one log-magnitude STFT frame per hop, the one whose window ends with the hop (the synthesis
+interpolates the frames in between: models/spectral.py says why). A linear
 path from the current latent (least squares alone reaches a per-frame chroma correlation of
 about 0.98 on held-out music) plus a convolutional path over past latents, which sharpens the
-partials inside each band and places the in-between frames. Phase is not learned: the fixed
+partials inside each band. Phase is not learned: the fixed
 synthesis reconstructs it in real time (models/spectral.py).
 
 The codec's latency is the synthesis overlap, `n_fft - stft_hop` samples (37.3 ms at the
@@ -84,18 +85,17 @@ class Encoder(nn.Module):
 
 
 class Decoder(Streamable):
-    """latents [B, D, F] -> log-magnitude frames [B, F, frames_per_hop, bins]."""
+    """latents [B, D, F] -> log-magnitude frames [B, F, bins], one per hop."""
 
     def __init__(self, config: CodecConfig):
         super().__init__()
         s, c = config.spectral, config.channels
-        self.frames, self.bins = s.frames_per_hop, s.bins
         layers: list[Streamable] = [CausalConv1d(config.latent_dim, c, 3)]
         layers += [ResidualUnit(c, d, kernel=3) for d in config.dilations]
         layers += [Snake(c)]
         self.body = StreamSequential(*layers)
-        self.out = Pointwise(c, s.frames_per_hop * s.bins)
-        self.direct = Pointwise(config.latent_dim, s.frames_per_hop * s.bins)
+        self.out = Pointwise(c, s.bins)
+        self.direct = Pointwise(config.latent_dim, s.bins)
         self.n_state = self.body.n_state
         with torch.no_grad():  # start from silence-ish, not from a random spectrum
             self.out.conv.weight.mul_(0.1)
@@ -108,9 +108,8 @@ class Decoder(Streamable):
 
     def forward(self, latents: Tensor, state: State) -> tuple[Tensor, State]:
         hidden, state = self.body(latents, state)
-        spectrum = self.out(hidden, [])[0] + self.direct(latents, [])[0]  # [B, P*K, F]
-        b, _, f = spectrum.shape
-        return spectrum.transpose(1, 2).reshape(b, f, self.frames, self.bins), state
+        spectrum = self.out(hidden, [])[0] + self.direct(latents, [])[0]  # [B, K, F]
+        return spectrum.transpose(1, 2), state
 
 
 class Codec(nn.Module):
@@ -132,10 +131,9 @@ class Codec(nn.Module):
         return self.encoder(self.analyse(audio)).transpose(1, 2)
 
     def decode_spectrum(self, latents: Tensor) -> Tensor:
-        """latents [B, D, F] -> log-magnitudes [B, F * frames_per_hop, bins]."""
+        """latents [B, D, F] -> log-magnitudes [B, F, bins], one per hop."""
         state = self.decoder.init_state(latents.shape[0], latents.device)
-        spectrum, _ = self.decoder(latents, state)
-        return spectrum.flatten(1, 2)
+        return self.decoder(latents, state)[0]
 
     def decode(self, latents: Tensor) -> Tensor:
         """latents [B, D, F] -> audio [B, F * hop], `config.latency` samples late."""
@@ -149,6 +147,6 @@ class Codec(nn.Module):
         return self.encoder(bands)
 
     def decode_step(self, latent: Tensor, state: State) -> tuple[Tensor, State]:
-        """latent frame [B, D] -> log-magnitude frames [B, frames_per_hop, bins]."""
+        """latent frame [B, D] -> the hop's log-magnitude frame [B, bins]."""
         spectrum, state = self.decoder(latent.unsqueeze(-1), state)
         return spectrum[:, 0], state

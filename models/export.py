@@ -3,7 +3,7 @@
 Three graphs, each one streaming step with its state as explicit inputs and outputs and a
 dynamic batch axis (so the engine can step many sessions as one batch):
     encoder_step:   bands [B, D]                            -> latent [B, D]
-    decoder_step:   latent [B, D], conv caches             -> spectrum [B, P, K], conv caches
+    decoder_step:   latent [B, D], conv caches             -> spectrum [B, K], conv caches
     generator_step: live [B, D], noise [B, N], position [B],
                     keys, values [B, layers, H, W, Dh]      -> out [B, D], position, keys, values
 The codec's fixed analysis (audio -> bands) and synthesis (spectrum -> audio) are numpy code
@@ -27,6 +27,7 @@ from models.checkpoint import (
     CODEC_WEIGHTS,
     GENERATOR_WEIGHTS,
     load_codec,
+    load_encoder,
     load_generator,
     save_weights,
 )
@@ -232,9 +233,10 @@ def export_checkpoint(checkpoint: Path, out: Path, weights_dtype: str = "float32
     (same encoder required: a decoder trained on while the generator was); `temperature`
     sets the generator's playing temperature."""
     config = read_checkpoint_config(checkpoint)
-    codec = load_codec(checkpoint)
-    if codec_from is not None:
-        codec, config = swap_codec(codec, config, codec_from)
+    if codec_from is None:
+        codec = load_codec(checkpoint)
+    else:
+        codec, config = swap_codec(load_encoder(checkpoint), config, codec_from)
     generator = load_generator(checkpoint) if config.generator is not None else None
     if generator is not None and temperature is not None:
         generator = with_temperature(generator, temperature)

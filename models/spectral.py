@@ -14,6 +14,15 @@ samples takes microseconds. The engine runs these functions between the ONNX gra
 their state in the session's model state (batch first), so snapshot, batching and reset work
 as for the graphs. Training uses the same functions, so there is one analysis, not two.
 
+Synthesis frames. The decoder gives one log-magnitude frame per hop, the one whose window
+ends with the hop (as the analysis window does); the `frames_per_hop - 1` synthesis frames
+before it crossfade, in magnitude, from the previous hop's frame to it. A decoder that
+predicted every synthesis frame itself learned a level pattern repeating every hop (a
+sawtooth of about 0.3 nats: the earlier frames of a hop hedge on whether a note had begun
+yet): an amplitude modulation at the hop rate (46.9 Hz), heard as roughness, whose
+sidebands, 16 dB below a steady tone, read as extra tones a semitone away (`bench codec`'s
+chord probes: 60 % counted right then, 100 % now).
+
 Synthesis. Phase comes from phase-gradient heap integration (RTPGHI, Průša & Holighaus 2017)
 in a vectorised form without the heap: the phase's time derivative (each bin's instantaneous
 frequency) follows from the log-magnitude's slope across frequency, and its frequency
@@ -35,6 +44,7 @@ import numpy as np
 # The Gaussian that best fits a Hann window of length N has time-frequency ratio
 # lambda = 0.25645 N^2 (samples^2), as used by ltfat's PGHI for Hann.
 HANN_LAMBDA = 0.25645
+MAX_PEAK_RADIUS = 3  # bins: a semitone at 1.2 kHz; wider would lock noise into tones
 State = list[np.ndarray]
 
 
@@ -149,6 +159,17 @@ class SpectralCodec:
         self.log_floor = np.float32(np.log(c.floor))
         self.log_ceiling = np.float32(np.log(10 * c.n_fft / 4))  # a full-scale sine: n_fft / 4
         self.tolerance = np.float32(c.peak_tolerance_db / 20 * np.log(10))
+        # A peak must be the largest bin within a semitone of itself (at most MAX_PEAK_RADIUS
+        # bins): the decoder cannot place partials finer than its semitone bands, and a bump
+        # on the flank of a partial would otherwise become a tone of its own.
+        # The frames between two hops' decoded frames: a crossfade of magnitudes, not of
+        # log-magnitudes (between two different notes the log-domain mean is far below both,
+        # a dip at every change of note). Log weights of the old and the new frame.
+        with np.errstate(divide="ignore"):
+            weights = np.arange(1, c.frames_per_hop + 1) / c.frames_per_hop
+            self.crossfade = np.log(np.stack([1 - weights, weights], 1)).astype(np.float32)
+        semitone_bins = self.bin_index * (2 ** (1 / 12) - 1)
+        self.peak_radius = np.clip(np.round(semitone_bins), 1, MAX_PEAK_RADIUS).astype(int)
 
     # -- analysis ----------------------------------------------------------------------------
     def initial_analysis_state(self, batch: int) -> State:
@@ -207,9 +228,15 @@ class SpectralCodec:
     def _nearest_peak(self, log_mag: np.ndarray) -> np.ndarray:
         """For every bin, the index of the nearest spectral peak within the tolerance [B, K]."""
         k, big = self.bin_index, self.config.bins * 4
-        inner = log_mag[:, 1:-1]
-        peak = np.zeros(log_mag.shape, bool)
-        peak[:, 1:-1] = (inner >= log_mag[:, :-2]) & (inner > log_mag[:, 2:])
+        low = np.full((len(log_mag), MAX_PEAK_RADIUS), -np.inf, np.float32)
+        padded = np.concatenate([low, log_mag, low], axis=1)
+        peak = np.ones(log_mag.shape, bool)
+        for shift in range(1, MAX_PEAK_RADIUS + 1):
+            left = padded[:, MAX_PEAK_RADIUS - shift : MAX_PEAK_RADIUS - shift + len(k)]
+            right = padded[:, MAX_PEAK_RADIUS + shift : MAX_PEAK_RADIUS + shift + len(k)]
+            beaten = (log_mag < left) | (log_mag <= right)
+            peak &= ~(beaten & (self.peak_radius >= shift))
+        peak[:, [0, -1]] = False
         peak &= log_mag > log_mag.max(1, keepdims=True) - self.tolerance
         peak[np.arange(len(log_mag)), log_mag.argmax(1)] = True  # at least one, even if flat
         left = np.maximum.accumulate(np.where(peak, k, -big), axis=1)
@@ -217,18 +244,21 @@ class SpectralCodec:
         return np.where(k - left <= right - k, left, right)
 
     def synthesis_step(self, state: State, log_mag: np.ndarray) -> tuple[np.ndarray, State]:
-        """log_mag [B, frames_per_hop, bins] -> audio [B, hop], `latency` samples late."""
+        """log_mag [B, bins], the frame ending with this hop -> audio [B, hop], `latency`
+        samples late. The frames before it in the hop are interpolated from the last one."""
         c = self.config
         previous, phase, tail = state
         rows = np.arange(log_mag.shape[0])[:, None]
         out = np.empty((log_mag.shape[0], c.hop), np.float32)
         tail = tail.copy()
+        # A wild decoder output (NaN, or loud enough to overflow) must not poison the phase
+        # state for good: clamp to the floor and to 20 dB above a full-scale sine.
+        target = np.nan_to_num(log_mag.astype(np.float32), nan=float(self.log_floor))
+        target = np.clip(target, self.log_floor, self.log_ceiling)
+        start = previous
         omega_prev = self._omega(previous)
-        for f in range(c.frames_per_hop):
-            # A wild decoder output (NaN, or loud enough to overflow) must not poison the phase
-            # state for good: clamp to the floor and to 20 dB above a full-scale sine.
-            current = np.nan_to_num(log_mag[:, f].astype(np.float32), nan=float(self.log_floor))
-            current = np.clip(current, self.log_floor, self.log_ceiling)
+        for f, (log_old, log_new) in enumerate(self.crossfade):
+            current = np.logaddexp(start + log_old, target + log_new)
             omega = self._omega(current)
             # Time direction: every bin advances by its mean instantaneous frequency; only the
             # peaks' values are used. Frequency direction: integrate outward from the peak.
@@ -249,11 +279,17 @@ class SpectralCodec:
         return out, [previous, phase.astype(np.float32), tail]
 
     def synthesise(self, log_mag: np.ndarray) -> np.ndarray:
-        """Offline: [B, frames, bins] -> [B, frames * stft_hop], by stepping from zero state."""
-        per = self.config.frames_per_hop
+        """Offline: one frame per hop [B, hops, bins] -> [B, hops * hop], by stepping from
+        the initial state."""
         state = self.initial_synthesis_state(log_mag.shape[0])
         hops = []
-        for start in range(0, log_mag.shape[1] - per + 1, per):
-            audio, state = self.synthesis_step(state, log_mag[:, start : start + per])
+        for frame in range(log_mag.shape[1]):
+            audio, state = self.synthesis_step(state, log_mag[:, frame])
             hops.append(audio)
         return np.concatenate(hops, axis=1) if hops else np.zeros((log_mag.shape[0], 0))
+
+    def hop_frames(self, log_mag: np.ndarray) -> np.ndarray:
+        """STFT frames [..., T // stft_hop, bins] -> the frames ending with each hop
+        [..., T // hop, bins]: what the decoder learns to produce."""
+        per = self.config.frames_per_hop
+        return log_mag[..., per - 1 :: per, :]

@@ -10,4 +10,4 @@ $BIN/bandmate train codec --config models/configs/codec.yaml
 $BIN/bandmate train generator --config models/configs/generator.yaml
 # The codec's decoder may have trained on after the generator started: take the latest.
 $BIN/bandmate export runs/generator/checkpoint --out models/checkpoints/default --weights-dtype float16 \
-  --codec runs/codec/checkpoint --temperature 0.5
+  --codec runs/codec/checkpoint

@@ -127,14 +127,13 @@ class CodecTrainer:
         direct, out = self.codec.decoder.direct.conv, self.codec.decoder.out.conv
         assert direct.bias is not None and out.bias is not None
         with torch.no_grad():
-            direct.weight.copy_(weights.repeat(s.frames_per_hop, 1).unsqueeze(-1))
-            direct.bias.copy_((0.5 * weights / encoder.band_std @ encoder.band_mean).repeat(
-                s.frames_per_hop))  # fmt: skip
+            direct.weight.copy_(weights.unsqueeze(-1))
+            direct.bias.copy_(0.5 * weights / encoder.band_std @ encoder.band_mean)
             out.bias.zero_()
             latents, target = self.features(crops)
             predicted, _ = self.codec.decoder(latents, self.codec.decoder.init_state(len(crops)))
-            residual = target.clamp_min(np.log(s.floor)) - predicted  # [B, F, P, K]
-            direct.bias += residual.mean((0, 1)).flatten()
+            residual = target.clamp_min(np.log(s.floor)) - predicted  # [B, F, K]
+            direct.bias += residual.mean((0, 1))
 
     def _save(self, started: float, validation: dict[str, float] | None = None) -> None:
         if not self.run.is_main:
@@ -160,12 +159,12 @@ class CodecTrainer:
         save_checkpoint(self.config.run_dir / "checkpoint", self.codec, None, meta)
 
     def features(self, audio: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Crops [B, T] -> (latents [B, D, F], target log-magnitudes [B, F, P, K])."""
-        s = self.model_config.spectral
-        bands = torch.from_numpy(self.codec.spectral.analyse(audio)).to(self.run.device)
-        target = torch.from_numpy(self.codec.spectral.log_magnitude(audio)).to(self.run.device)
-        frames = bands.shape[1]
-        target = target[:, : frames * s.frames_per_hop].reshape(len(audio), frames, -1, s.bins)
+        """Crops [B, T] -> (latents [B, D, F], target log-magnitudes [B, F, K]: the STFT
+        frames ending with each hop)."""
+        spectral = self.codec.spectral
+        bands = torch.from_numpy(spectral.analyse(audio)).to(self.run.device)
+        frames = spectral.hop_frames(spectral.log_magnitude(audio))[:, : bands.shape[1]]
+        target = torch.from_numpy(np.ascontiguousarray(frames)).to(self.run.device)
         return self.codec.encoder(bands).transpose(1, 2), target
 
     def train(self) -> dict[str, float]:
@@ -230,10 +229,9 @@ class CodecTrainer:
         input. Spectral convergence is measured on synthesised audio, latency-compensated."""
         with evaluating(self.codec):
             latents, target = self.features(audio)
-            frames = target.flatten(1, 2)
             real = self.codec.decode_spectrum(latents)
             flat = self.codec.decode_spectrum(latents.mean(-1, keepdim=True).expand_as(latents))
-            real_losses, flat_losses = self.loss(real, frames), self.loss(flat, frames)
+            real_losses, flat_losses = self.loss(real, target), self.loss(flat, target)
             decoded = self.codec.spectral.synthesise(real[:4].cpu().numpy())
         lag = self.model_config.latency
         original = audio[:4, : decoded.shape[1] - lag]
