@@ -22,6 +22,7 @@ from bci.errors import BciError, write_failure
 from bci.loop import BciLoop, BciRunConfig, JsonlLog, RunSummary, WindowResult
 from bci.mapping import MODES, MusicParams
 from bci.midi_out import MidiScheduler, MidiSink, MusicPlayer, RtMidiSink, SentMessage
+from bci.osc_addresses import OSC_INSTRUCTION, OSC_NOISE_SCALE, OSC_VALENCE
 
 
 class SilentSink:
@@ -104,13 +105,13 @@ class ServerControl:
 
     def instruction(self, text: str) -> None:
         """Shown on the server's page ("" clears it)."""
-        self.client.send_message("/bandmate/instruction", text)
+        self.client.send_message(OSC_INSTRUCTION, text)
 
     def window(self, result: WindowResult) -> None:
         if result.params is None:
             return
-        self.client.send_message("/bandmate/valence", result.valence)
-        self.client.send_message("/bandmate/noise_scale", 1.0 + 0.5 * result.valence)
+        self.client.send_message(OSC_VALENCE, result.valence)
+        self.client.send_message(OSC_NOISE_SCALE, 1.0 + 0.5 * result.valence)
 
 
 def make_sink(outputs: BciOutputs) -> MidiSink:

@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bci.library_output import library_output_caught
+from bci.osc_addresses import OSC_PATTERN, OSC_ROOT
 from server.config import is_loopback
 from server.errors import ServerError
 from server.host import SessionHost
@@ -130,14 +131,14 @@ class MidiController:
     def __init__(self, host: SessionHost, port_name: str, midi_map: MidiMap, api: str = "jack"):
         import rtmidi
 
-        apis = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA,
-                "coremidi": rtmidi.API_MACOSX_CORE, "auto": rtmidi.API_UNSPECIFIED}  # fmt: skip
+        from bci.midi_out import RTMIDI_APIS  # here, as rtmidi is: only a MIDI input needs it
+
         self.host, self.map = host, midi_map
         self.changes = 0
         self.ignored = ThrottledLog()
         try:
             with library_output_caught():  # libjack's and ALSA's complaints: ours is one line
-                self.midi_in = rtmidi.MidiIn(apis[api], name="bandmate")
+                self.midi_in = rtmidi.MidiIn(RTMIDI_APIS[api], name="bandmate")
                 self.midi_in.open_virtual_port(port_name)
         except (rtmidi.SystemError, rtmidi.InvalidPortError) as exc:
             fix = "; start jackd first" if api == "jack" else ""
@@ -174,7 +175,7 @@ class OscController:
         self.host = host
         self.ignored = ThrottledLog()
         dispatcher = Dispatcher()
-        dispatcher.map("/bandmate/*", self._on_message)
+        dispatcher.map(OSC_PATTERN, self._on_message)
         try:
             # One thread for every datagram: a thread each would let a flood spawn thousands.
             self.server = BlockingOSCUDPServer((address, port), dispatcher)
@@ -193,9 +194,9 @@ class OscController:
         self.thread.start()
 
     def _on_message(self, address: str, *args: Any) -> None:
-        parts = address.strip("/").split("/")[1:]  # drop "bandmate"
+        parts = address.strip("/").split("/")[1:]  # drop the root, OSC_ROOT
         if len(parts) not in (1, 2) or (parts[-1] != "reset" and len(args) != 1):
-            expected = "expected /bandmate/[session/]control value"
+            expected = f"expected {OSC_ROOT}/[session/]control value"
             self.ignored.warning(f"ignored OSC {address:.80} {args!r:.80}: {expected}")
             return
         session = parts[0] if len(parts) == 2 else None
