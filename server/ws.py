@@ -277,17 +277,15 @@ class StreamHandler:
         while True:
             await asyncio.sleep(self.config.telemetry_interval_s)
             summary = hosted.session.telemetry.summary()
-            message = TelemetryMessage(
-                hops=summary.hops,
-                p50_ms=summary.p50_ms,
-                p99_ms=summary.p99_ms,
-                max_ms=summary.max_ms,
-                misses=summary.misses,
-                real_time_factor=summary.real_time_factor,
-                latency_ms=summary.latency_ms,
-                dropped_messages=hosted.dropped_messages + hosted.dropped_blocks,
-                controls=hosted.controls(),
-                valence=hosted.valence,
-                instruction=self.host.instruction,
+            # The engine's summary fills the message's fields of the same names, so a field
+            # added to both needs no copying here; the rest is what only the host knows.
+            message = TelemetryMessage.model_validate(
+                {
+                    **summary.as_dict(),
+                    "dropped_messages": hosted.dropped_messages + hosted.dropped_blocks,
+                    "controls": hosted.controls(),
+                    "valence": hosted.valence,
+                    "instruction": self.host.instruction,
+                }
             )
             outbox.put(message.model_dump_json())
