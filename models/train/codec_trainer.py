@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import soundfile as sf
@@ -30,6 +29,7 @@ from models.spectral import band_to_bin
 from models.train.audio_pool import AudioPool, fixed_crops
 from models.train.common import (
     CsvLog,
+    RunConfig,
     RunContext,
     TrainingError,
     check_finite,
@@ -43,13 +43,11 @@ from models.train.common import (
 from models.train.synthetic_tones import synthetic_crop
 
 
-@dataclass(frozen=True)
-class CodecTrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class CodecTrainConfig(RunConfig):
     data: Path  # a `bandmate data build` folder
-    run_dir: Path  # state, logs, audio and the checkpoint go here; re-running resumes
     preset: str = "default"
     steps: int = 6_000
-    batch_size: int = 16
     segment_seconds: float = 1.0
     learning_rate: float = 1e-3
     mel_weight: float = 1.0
@@ -59,14 +57,7 @@ class CodecTrainConfig:
     statistics_crops: int = 256  # crops whose analysis sets the encoder's band statistics
     pool_examples: int = 128
     rotate_every: int = 4  # steps between swapping one pooled example
-    validate_every: int = 500
-    save_every: int = 250
-    audio_every: int = 2_000
     validation_crops: int = 24
-    seed: int = 0
-    threads: int = 2
-    device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 class CodecTrainer:

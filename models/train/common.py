@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 import yaml
@@ -29,6 +29,24 @@ TRAINING_STATE = "training_state.pt"
 
 class TrainingError(ModelsError):
     """Training cannot go on: bad config, diverged loss, missing data."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """What every trainer's run has: where it writes, how long, how it checks and saves, and on
+    what it runs. A trainer's config adds its own fields and its own defaults."""
+
+    run_dir: Path  # state, logs, audio and the checkpoint go here; re-running resumes
+    steps: int
+    batch_size: int = 16
+    learning_rate: float
+    validate_every: int = 500
+    save_every: int = 250
+    audio_every: int = 2_000
+    seed: int = 0
+    threads: int = 2
+    device: str = "auto"  # CUDA when there is one
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 def load_train_config(cls: type[T], path: Path, overrides: dict[str, Any] | None = None) -> T:

@@ -20,7 +20,6 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -40,6 +39,7 @@ from models.discriminator import (
 from models.generator import GENERATOR_PRESETS, Generator, GeneratorOutput
 from models.train.common import (
     CsvLog,
+    RunConfig,
     TrainingError,
     check_finite,
     learning_rate,
@@ -58,10 +58,9 @@ from models.train.latents import LatentSet, codec_fingerprint, encode_examples, 
 from models.train.pack import read_pack
 
 
-@dataclass(frozen=True)
-class GeneratorTrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class GeneratorTrainConfig(RunConfig):
     codec: Path  # a codec checkpoint directory (`bandmate train codec` writes RUN/checkpoint)
-    run_dir: Path
     data: Path | None = None  # the data build, whose latents are encoded on first use ...
     pack: Path | None = None  # ... or a features pack of them (`bandmate data pack`)
     max_minutes: float | None = None  # stop (and save) after this much wall time
@@ -70,7 +69,6 @@ class GeneratorTrainConfig:
     anticipation: int | None = None  # override the preset's a
     steps: int = 8_000
     warmup_steps: int = 3_000  # supervised only; then the adversarial terms join
-    batch_size: int = 16
     sequence_windows: float = 1.0  # training sequences are this many W long (plus a)
     learning_rate: float = 3e-4
     disc_learning_rate: float = 2e-4
@@ -79,14 +77,7 @@ class GeneratorTrainConfig:
     eisbach_lambda: float = 0.0  # 0 turns the Eisbach log-barrier off
     transpose_semitones: int = 5  # sequences are transposed by -5..+5 semitones
     max_examples: int | None = None  # encode only this many examples (quick runs)
-    validate_every: int = 500
-    save_every: int = 250
-    audio_every: int = 2_000
     validation_batches: int = 4
-    seed: int = 0
-    threads: int = 2
-    device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 class GeneratorTrainer:
