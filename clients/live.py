@@ -89,4 +89,4 @@ async def run_live_client(options: StreamOptions, live: LiveClientOptions) -> st
             with contextlib.suppress(Exception):
                 await socket.close()
     release()
-    return f"streamed to {options.url} (session {ready['session']}); {underruns} samples late"
+    return f"streamed to {options.url} (session {ready.session}); {underruns} samples late"

@@ -18,11 +18,20 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import numpy as np
+from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from clients.errors import ClientError
-from server.protocol import encode_pcm, pcm_to_float
+from server.protocol import (
+    ErrorMessage,
+    OpenMessage,
+    ReadyMessage,
+    SetControl,
+    TelemetryMessage,
+    encode_pcm,
+    pcm_to_float,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class StreamOptions:
 @dataclass
 class StreamResult:
     accompaniment: np.ndarray  # aligned with the input, at its rate
+    # The server's messages, each validated by its protocol model and kept as that model's
+    # dict: the CLI, the benchmarks and the tests read them as rows.
     ready: dict[str, Any]
     telemetry: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -68,24 +79,42 @@ def stream_url(base: str, token: str | None = None) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/stream", query, ""))
 
 
-async def open_stream(options: StreamOptions, rate: int) -> tuple[ClientConnection, dict[str, Any]]:
+async def open_stream(options: StreamOptions, rate: int) -> tuple[ClientConnection, ReadyMessage]:
     url = stream_url(options.url, options.token)
+    # Built before connecting: what the server's models would refuse fails here, in one line.
+    # exclude_unset: the fields we leave out take the server's defaults, as they always have.
+    opening = _dumped(OpenMessage, type="open", checkpoint=options.checkpoint,
+                      seed=options.seed, sample_rate=rate, format=options.format)  # fmt: skip
+    controls = [
+        _dumped(SetControl, type="control", name=name, value=value)
+        for name, value in options.controls
+    ]
     try:
         socket = await connect(url, max_size=None, open_timeout=10)
     except (OSError, TimeoutError) as exc:
         raise ClientError(f"cannot connect to {options.url}: {exc}") from None
-    opening = {"type": "open", "checkpoint": options.checkpoint, "seed": options.seed,
-               "sample_rate": rate, "format": options.format}  # fmt: skip
     try:  # a refusal (e.g. 4401 for a ?token= that is wrong) can come before our `open` is out
-        await socket.send(json.dumps(opening))
-        ready = json.loads(await socket.recv())
+        await socket.send(opening)
+        answer = json.loads(await socket.recv())
     except ConnectionClosed as exc:
         raise ClientError(f"server closed the stream: {_close_reason(exc)}") from None
-    if ready.get("type") != "ready":
-        raise ClientError(f"server answered {ready}")
-    for name, value in options.controls:
-        await socket.send(json.dumps({"type": "control", "name": name, "value": value}))
+    if answer.get("type") != "ready":
+        raise ClientError(f"server answered {answer}")
+    ready = ReadyMessage.model_validate(answer)
+    for control in controls:
+        await socket.send(control)
     return socket, ready
+
+
+def _dumped(model: type[OpenMessage | SetControl], **fields: Any) -> str:
+    """A message as JSON, or a ClientError naming the field the protocol refuses."""
+    try:
+        message = model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise ClientError(f"not a valid {model.__name__}: {where}: {first['msg']}") from None
+    return message.model_dump_json(exclude_unset=True)
 
 
 async def stream_audio(
@@ -96,9 +125,9 @@ async def stream_audio(
 ) -> StreamResult:
     """`on_progress(result)` is called after every message sent (a status line)."""
     socket, ready = await open_stream(options, rate)
-    latency = int(ready["latency_samples"])
+    latency = ready.latency_samples
     padded = np.concatenate([audio.astype(np.float32), np.zeros(latency, np.float32)])
-    result = StreamResult(np.zeros(0, np.float32), ready, total=len(padded))
+    result = StreamResult(np.zeros(0, np.float32), ready.model_dump(), total=len(padded))
     received: list[np.ndarray] = []
     got = 0
     done, progress = asyncio.Event(), asyncio.Event()
@@ -116,12 +145,15 @@ async def stream_audio(
                 progress.set()
                 if got >= len(padded):
                     done.set()
-            else:
+            else:  # pongs and control acks need nothing from us
                 parsed = json.loads(message)
                 kind = parsed.get("type")
-                (result.telemetry if kind == "telemetry" else result.errors).append(parsed)
-                if kind == "telemetry" and done.is_set():
-                    result.final_telemetry = True
+                if kind == "error":
+                    result.errors.append(ErrorMessage.model_validate(parsed).model_dump())
+                elif kind == "telemetry":
+                    result.telemetry.append(TelemetryMessage.model_validate(parsed).model_dump())
+                    if done.is_set():
+                        result.final_telemetry = True
 
     receiver = asyncio.create_task(receive())
     try:
@@ -154,7 +186,6 @@ async def stream_audio(
     finally:
         receiver.cancel()
         await socket.close()
-    result.errors = [e for e in result.errors if e.get("type") == "error"]
     result.accompaniment = np.concatenate(received)[latency : latency + len(audio)]
     return result
 
