@@ -8,6 +8,7 @@ codec or a new build never reads stale latents, and a resumed run never re-encod
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,9 +84,11 @@ def _write(path: Path, latents: LatentSet) -> None:
     }
     for i, (live, acc) in enumerate(zip(latents.live, latents.accompaniment, strict=True)):
         arrays[f"live_{i}"], arrays[f"acc_{i}"] = live, acc
-    tmp = path.with_name(f".{path.name}.tmp.npz")
+    # One temporary file per process: under torchrun every rank encodes and writes the same
+    # cache, and a shared temporary name let one rank move it away under another.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(path)
+    tmp.replace(path)  # atomic: a reader sees the old file or the whole new one
 
 
 def _read(path: Path) -> LatentSet:
