@@ -2,7 +2,7 @@
 
 A long run must show what is happening (`bci run` and `session run` keep a status line: the
 block and its time left, the valence, each channel's signal quality, the gated share and
-drops, the calibration countdown; bci/live_status.py writes it; `jam` and `client stream`
+drops, the calibration countdown; bci/live/live_status.py writes it; `jam` and `client stream`
 keep theirs here too). On a terminal the line is
 redrawn in place, at most `TTY_REFRESH_S` apart, and a printed line goes above it. Where the
 output is a file or a pipe (a log, a test), redrawing would leave a trail of carriage returns,

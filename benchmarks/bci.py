@@ -38,10 +38,10 @@ class BciBenchConfig:
 
 
 def run_bci_benchmark(config: BciBenchConfig) -> dict[str, Any]:
-    from bci.loop import BciRunConfig
-    from bci.lsl_input import StreamQuery
-    from bci.session_run import BciOutputs, BciSession
-    from bci.simulate import Schedule, Simulator, SimulatorConfig
+    from bci.live.bci_session import BciOutputs, BciSession
+    from bci.live.loop import BciRunConfig
+    from bci.live.lsl_input import StreamQuery
+    from bci.live.simulate import Schedule, Simulator, SimulatorConfig
     from engine.jackd import JackServer
 
     name = f"bench-{uuid.uuid4().hex[:8]}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from engine.errors import EngineError
-from engine.live import DeviceInfo, LiveConfig
+from engine.live_engine import DeviceInfo, LiveConfig
 
 JACK_HOST_API = "JACK Audio Connection Kit"  # PortAudio's name for it
 

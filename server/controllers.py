@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bci.library_output import library_output_caught
+from bci.live.library_output import library_output_caught
 from bci.osc_addresses import OSC_PATTERN, OSC_ROOT
 from server.config import is_loopback
 from server.errors import ServerError
@@ -131,7 +131,7 @@ class MidiController:
     def __init__(self, host: SessionHost, port_name: str, midi_map: MidiMap, api: str = "jack"):
         import rtmidi
 
-        from bci.midi_out import RTMIDI_APIS  # here, as rtmidi is: only a MIDI input needs it
+        from bci.live.midi_out import RTMIDI_APIS  # here, as rtmidi is: only a MIDI input needs it
 
         self.host, self.map = host, midi_map
         self.changes = 0

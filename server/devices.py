@@ -33,7 +33,7 @@ class DeviceList:
 def list_now() -> list[dict[str, object]]:
     import sounddevice as sd
 
-    from engine.live import list_devices, portaudio_message
+    from engine.live_engine import list_devices, portaudio_message
 
     try:
         return [dict(device.__dict__) for device in list_devices()]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from engine.live import LiveEngine
+from engine.live_engine import LiveEngine
 
 FLOOR_DB = -60.0  # the meter's left end; quieter reads as silent
 FALL_DB_PER_S = 20.0

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pylsl
 
-from bci.simulate import PacedOutlet, Schedule, SimulatorConfig, eeg_outlet, synthesize
+from bci.live.simulate import PacedOutlet, Schedule, SimulatorConfig, eeg_outlet, synthesize
 
 CHUNK = 8  # samples per push, as the simulator sends at 256 Hz
 

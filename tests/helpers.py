@@ -186,7 +186,7 @@ def simulated_session_run(protocol: Path, out: Path) -> tuple[Any, list[str]]:
     records participant P01 from it into `out` (auto ratings, no synth). Stop the simulator."""
     import uuid
 
-    from bci.simulate import Schedule, Simulator, SimulatorConfig
+    from bci.live.simulate import Schedule, Simulator, SimulatorConfig
 
     name = f"sim-{uuid.uuid4().hex[:8]}"
     simulator = Simulator(SimulatorConfig(name=name, source_id=name), Schedule())

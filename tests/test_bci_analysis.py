@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bci.analysis import DEFAULT_COVARIATES, LmeResult, fit_lme, simulate_study
-from bci.analysis_checks import check_manipulation, sensitivity_analysis
-from bci.analysis_report import write_report
-from bci.study import Study
-from bci.study_analysis import analyse_study
+from bci.analysis.checks import check_manipulation, sensitivity_analysis
+from bci.analysis.mixed_model import DEFAULT_COVARIATES, LmeResult, fit_lme, simulate_study
+from bci.analysis.study import Study
+from bci.analysis.study_analysis import analyse_study
+from bci.analysis.study_report import write_report
 
 NULL_SEEDS = range(20)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bci.live.simulate import AsymmetryStep, Event, load_schedule
 from bci.montage import Montage, load_montage
-from bci.simulate import AsymmetryStep, Event, load_schedule
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "bci" / "examples"
 

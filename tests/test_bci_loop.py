@@ -18,11 +18,11 @@ import pylsl
 import pytest
 import rtmidi
 
-from bci.loop import BciRunConfig, RunSummary
-from bci.lsl_input import StreamQuery
-from bci.mapping import MODE_INTERVALS, MODES
-from bci.session_run import BciOutputs, BciSession
-from bci.simulate import AsymmetryStep, Event, Schedule, Simulator, SimulatorConfig
+from bci.live.bci_session import BciOutputs, BciSession
+from bci.live.loop import BciRunConfig, RunSummary
+from bci.live.lsl_input import StreamQuery
+from bci.live.mapping import MODE_INTERVALS, MODES
+from bci.live.simulate import AsymmetryStep, Event, Schedule, Simulator, SimulatorConfig
 from engine.jackd import JackServer
 from tests.bci_probe import StampedOutlet, input_events, read_jsonl, wait_until, windows
 from tests.helpers import BANDMATE

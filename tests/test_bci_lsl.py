@@ -16,12 +16,11 @@ import pylsl
 import pytest
 from scipy.signal import welch
 
-from bci.eeg_ring import EegRing
 from bci.errors import BciError
-from bci.lsl_input import EegInput, StreamQuery, channel_labels, resolve_stream
-from bci.montage import MUSE, MUSE_MASTOID, Montage, load_montage
-from bci.sample_grid import NominalGrid
-from bci.simulate import (
+from bci.live.eeg_ring import EegRing
+from bci.live.lsl_input import EegInput, StreamQuery, channel_labels, resolve_stream
+from bci.live.sample_grid import NominalGrid
+from bci.live.simulate import (
     AsymmetryStep,
     Event,
     Schedule,
@@ -30,6 +29,7 @@ from bci.simulate import (
     load_schedule,
     synthesize,
 )
+from bci.montage import MUSE, MUSE_MASTOID, Montage, load_montage
 
 RATE = 256.0
 StartSimulator = Callable[..., Simulator]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import rtmidi
 
-from bci.composer import CLOSED_HAT, KICK, PART_CHANNELS, SNARE, Composer, NoteEvent
-from bci.mapping import MODE_INTERVALS, MODES, MappingConfig, MusicParams, ParameterMapper
-from bci.midi_out import MidiOutError, MidiScheduler, MusicPlayer, RtMidiSink, SentMessage
+from bci.live.composer import CLOSED_HAT, KICK, PART_CHANNELS, SNARE, Composer, NoteEvent
+from bci.live.mapping import MODE_INTERVALS, MODES, MappingConfig, MusicParams, ParameterMapper
+from bci.live.midi_out import MidiOutError, MidiScheduler, MusicPlayer, RtMidiSink, SentMessage
 from engine.jackd import JackServer
 
 SWEEP = np.linspace(-1.0, 1.0, 201)

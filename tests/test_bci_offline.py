@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bci.loop import BciRunConfig
+from bci.analysis.offline import montage_signals, process_recording, render_midi
+from bci.live.loop import BciRunConfig
+from bci.live.simulate import AsymmetryStep, Schedule, SimulatorConfig, synthesize
 from bci.montage import F3F4_128
-from bci.offline import montage_signals, process_recording, render_midi
-from bci.simulate import AsymmetryStep, Schedule, SimulatorConfig, synthesize
 from tests.helpers import SPKIT_RATE, spkit_eeg
 
 

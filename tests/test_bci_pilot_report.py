@@ -15,16 +15,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from bci.analysis import simulate_study
-from bci.analysis_figures import (
+from bci.analysis.figures import (
     faa_by_participant_figure,
     faa_over_time_figure,
     participant_intercepts_figure,
     sam_check_figure,
 )
-from bci.study import Study
-from bci.study_analysis import analyse_study
-from bci.study_simulation import SimulatedStudy, simulate_study_bids
+from bci.analysis.mixed_model import simulate_study
+from bci.analysis.study import Study
+from bci.analysis.study_analysis import analyse_study
+from bci.analysis.study_simulation import SimulatedStudy, simulate_study_bids
 from tests.helpers import BANDMATE
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bci.errors import BciError
-from bci.protocol import (
+from bci.experiment.experiment_protocol import (
     EXAMPLE_PROTOCOL,
     balanced_latin_square,
     load_protocol,

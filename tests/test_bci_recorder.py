@@ -24,16 +24,16 @@ import numpy as np
 import pylsl
 import pytest
 
-from bci.bids_export import build_manifest, export_bids, read_back
 from bci.errors import BciError
-from bci.recorder import (
+from bci.experiment.bids_export import build_manifest, export_bids, read_back
+from bci.experiment.recorder import (
     MARKERS_FILE,
     SAMPLES_FILE,
     RecordedSession,
     SessionRecorder,
     read_session,
 )
-from bci.simulate import Schedule, Simulator, SimulatorConfig, synthesize
+from bci.live.simulate import Schedule, Simulator, SimulatorConfig, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["TP9", "AF7", "AF8", "TP10"]
@@ -156,7 +156,8 @@ def test_overwrite_replaces_the_session_and_keeps_other_files(tmp_path: Path) ->
 RECORDING_CHILD = """
 import sys, time
 from pathlib import Path
-from bci.recorder import SessionRecorder  # first: bci sets liblsl's config before pylsl loads
+# first: bci sets liblsl's config before pylsl loads
+from bci.experiment.recorder import SessionRecorder
 import pylsl
 
 source_id, folder, labels = sys.argv[1], Path(sys.argv[2]), sys.argv[3].split(",")

@@ -21,9 +21,9 @@ import pyedflib
 import pylsl
 import pytest
 
+from bci.analysis.replay import Recording, Replayer, read_recording
 from bci.errors import BciError
-from bci.lsl_input import channel_labels
-from bci.replay import Recording, Replayer, read_recording
+from bci.live.lsl_input import channel_labels
 from tests.helpers import BANDMATE, SPKIT_RATE, spkit_eeg
 
 MUSE_LABELS = ["TP9", "AF7", "AF8", "TP10"]

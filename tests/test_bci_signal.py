@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bci.faa import (
+from bci.live.faa import (
     FaaConfig,
     ValenceTracker,
     WindowFeatures,
@@ -16,7 +16,7 @@ from bci.faa import (
     individual_alpha_frequency,
     window_features,
 )
-from bci.quality import GateConfig, GateFlags, check_window
+from bci.live.signal_quality import GateConfig, GateFlags, check_window
 from tests.helpers import spkit_eeg
 
 RATE = 256.0

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bci.study import load_study
-from bci.study_simulation import SimulatedStudy, planted_partition, simulate_study_bids
+from bci.analysis.study import load_study
+from bci.analysis.study_simulation import SimulatedStudy, planted_partition, simulate_study_bids
 from tests.helpers import BANDMATE, assert_valid_bids
 
 
@@ -20,7 +20,7 @@ from tests.helpers import BANDMATE, assert_valid_bids
 def test_analyze_recovers_a_planted_effect_and_variance_partition_from_a_bids_study(
     tmp_path: Path,
 ) -> None:
-    """The planted partition (bci.study_simulation.planted_partition) is in FAA units: the
+    """The planted partition (bci.analysis.study_simulation.planted_partition) is in FAA units: the
     simulator's gain and the bins' own noise are measured on separate simulated EEG. Stated
     tolerance, per share, three sampling SDs of the estimate:
     - emotion: its variance is (beta/2)^2, so its relative SD is 2 SE/beta = 2/z with
@@ -91,9 +91,9 @@ def test_analyze_of_a_study_folder_points_at_its_bids_dataset(tmp_path: Path) ->
 def test_a_block_broken_off_by_a_pause_is_left_out_and_its_rerun_is_rated(tmp_path: Path) -> None:
     """As `session run` records a pause: the happy block is broken off 3 s in, then runs
     again in full and is rated; only the rerun is analysed, with its rating."""
-    from bci.bids_export import export_bids
-    from bci.recorder import SessionRecorder, read_session
-    from bci.simulate import Schedule, SimulatorConfig, synthesize
+    from bci.experiment.bids_export import export_bids
+    from bci.experiment.recorder import SessionRecorder, read_session
+    from bci.live.simulate import Schedule, SimulatorConfig, synthesize
 
     config, rate = SimulatorConfig(), 256.0
     total = int(40 * rate)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bci.errors import BciError
-from bci.synth import FluidSynthSink
+from bci.live.synth import FluidSynthSink
 from engine.jackd import JackServer
 
 # Slow, so not in `make test-quick`: every test here starts jackd and FluidSynth.

@@ -23,10 +23,22 @@ FORBIDDEN = {
     "benchmarks": {"server"},
 }
 CLI_WING = ROOT / "server" / "cli"
+# bci's rooms (README, "Layout"): the experiment runs the live loop, the analysis reads what the
+# experiment wrote; neither is imported back. Modules at bci/'s top are shared by all three.
+BCI_FORBIDDEN = {
+    "live": ("bci.experiment", "bci.analysis"),
+    "experiment": ("bci.analysis",),
+}
+# A module's name says what it holds, so no two share one, but for these: each package's own
+# error type; the two sides of the checkpoint format (models/ writes it, engine/ reads it); and
+# the CLI's command groups, named after their command (`bandmate session`, `bandmate bci`).
+SHARED_NAMES = {"__init__.py", "conftest.py", "errors.py", "session.py", "bci.py", "checkpoint.py"}
 # Clients speak the server's protocol and import nothing else of ours, but for one departure
 # still open in issue 18: the live client plays through the engine's ring buffer and its
 # PortAudio helpers. Listed by module, so any other import from the engine still fails.
-CLIENT_DEPARTURES = {"clients/live.py": ("engine.ringbuffer", "engine.live", "engine.portaudio")}
+CLIENT_DEPARTURES = {
+    "clients/live_client.py": ("engine.ringbuffer", "engine.live_engine", "engine.portaudio")
+}
 BIN = Path(sys.executable).parent
 
 
@@ -72,6 +84,24 @@ def test_dependencies_point_one_way(room: str) -> None:
 
     found = offending(room_files(room), allowed)
     assert not found, f"{room} must not import {sorted(FORBIDDEN[room])}:\n{found}"
+
+
+@pytest.mark.parametrize("room", sorted(BCI_FORBIDDEN))
+def test_bci_rooms_import_one_way(room: str) -> None:
+    def allowed(_path: Path, module: str) -> bool:
+        return not within(module, BCI_FORBIDDEN[room])
+
+    found = offending(python_files(f"bci/{room}"), allowed)
+    assert not found, f"bci/{room} must not import {BCI_FORBIDDEN[room]}:\n{found}"
+
+
+def test_no_two_modules_share_a_name() -> None:
+    by_name: dict[str, list[str]] = {}
+    for package in (*PACKAGES, "tests"):
+        for path in python_files(package):
+            by_name.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    shared = {n: p for n, p in by_name.items() if len(p) > 1 and n not in SHARED_NAMES}
+    assert not shared, shared
 
 
 def test_clients_import_only_the_servers_protocol_of_ours() -> None:

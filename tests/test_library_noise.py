@@ -1,7 +1,7 @@
 """One line, not library noise: when JACK or FluidSynth cannot start, our one error line
 stands alone, and it says what to do; a run that works prints no library lines either.
 FluidSynth, libjack, ALSA and RtMidi write to file descriptors 1 and 2 themselves
-(bci/library_output.py keeps them off the terminal)."""
+(bci/live/library_output.py keeps them off the terminal)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bci.simulate import Schedule, Simulator, SimulatorConfig
+from bci.live.simulate import Schedule, Simulator, SimulatorConfig
 from engine.jackd import JackServer
 from tests.helpers import BANDMATE, models_dir
 

@@ -17,7 +17,7 @@ from benchmarks.jam_probe import JamProbe, find_exactly
 from engine.backends import Backend
 from engine.filemode import accompany
 from engine.jackd import JackServer
-from engine.live import FADE_SECONDS, LiveConfig, LiveEngine
+from engine.live_engine import FADE_SECONDS, LiveConfig, LiveEngine
 from engine.session import Session, SessionConfig
 from server.jam_status import JamStatus
 from tests.helpers import BANDMATE

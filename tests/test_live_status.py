@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bci.simulate import Event, Schedule, Simulator, SimulatorConfig
+from bci.live.simulate import Event, Schedule, Simulator, SimulatorConfig
 from tests.bci_probe import run_on_a_terminal, status_lines
 from tests.helpers import BANDMATE
 

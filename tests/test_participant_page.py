@@ -22,8 +22,8 @@ from typing import Any
 import pylsl
 import pytest
 
-from bci.recorder import read_session
-from bci.simulate import Schedule, Simulator, SimulatorConfig
+from bci.experiment.recorder import read_session
+from bci.live.simulate import Schedule, Simulator, SimulatorConfig
 from tests.bci_probe import wait_until
 from tests.browser import headless_chromium, screenshot
 from tests.helpers import BANDMATE

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bci.protocol import EXAMPLE_PROTOCOL, load_protocol
+from bci.experiment.experiment_protocol import EXAMPLE_PROTOCOL, load_protocol
 from tests.helpers import BANDMATE, assert_valid_bids
 
 # Slow, so not in `make test-quick`: every test here runs whole `session run`s on simulated EEG.

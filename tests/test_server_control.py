@@ -111,10 +111,10 @@ def test_the_bcmi_loop_drives_the_server_and_its_telemetry_shows_valence(
 ) -> None:
     import threading
 
-    from bci.loop import BciRunConfig
-    from bci.lsl_input import StreamQuery
-    from bci.session_run import BciOutputs, BciSession
-    from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
+    from bci.live.bci_session import BciOutputs, BciSession
+    from bci.live.loop import BciRunConfig
+    from bci.live.lsl_input import StreamQuery
+    from bci.live.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
 
     models = models_dir(tmp_path / "models", tiny_checkpoint)
     osc_port = free_udp_port()

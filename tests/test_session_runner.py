@@ -16,12 +16,12 @@ import pytest
 
 from bci.console import Console
 from bci.errors import BciError
-from bci.loop import WindowProcessor, WindowResult
-from bci.lsl_input import StreamQuery
-from bci.recorder import read_session
-from bci.session_config import RunnerConfig, parse_covariates
-from bci.session_runner import SessionRunner, SessionStopped
-from bci.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
+from bci.experiment.recorder import read_session
+from bci.experiment.session_config import RunnerConfig, parse_covariates
+from bci.experiment.session_runner import SessionRunner, SessionStopped
+from bci.live.loop import WindowProcessor, WindowResult
+from bci.live.lsl_input import StreamQuery
+from bci.live.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
 from tests.bci_probe import StampedOutlet, input_events, read_jsonl, wait_until, windows
 from tests.helpers import BANDMATE, assert_valid_bids
 
@@ -123,7 +123,7 @@ def test_kill_9_mid_session_leaves_a_readable_recording_missing_under_1_s(tmp_pa
 
     import pylsl
 
-    from bci.recorder import read_session
+    from bci.experiment.recorder import read_session
     from tests.helpers import simulated_session_run
 
     protocol = tmp_path / "protocol.yaml"
@@ -326,7 +326,7 @@ def test_a_dying_bcmi_loop_stops_the_session_in_one_line_and_exports_what_it_rec
 def test_a_stream_that_sends_nothing_stops_the_session_in_one_line_before_any_marker(
     tmp_path: Path,
 ) -> None:
-    from bci.simulate import eeg_outlet
+    from bci.live.simulate import eeg_outlet
 
     name = f"silent-{uuid.uuid4().hex[:8]}"
     outlet = eeg_outlet(name, name, ("TP9", "AF7", "AF8", "TP10"), 256.0, 8, "test")

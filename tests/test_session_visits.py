@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from bci.console import Console
-from bci.lsl_input import StreamQuery
-from bci.session_config import RunnerConfig
-from bci.session_runner import SessionRunner
-from bci.simulate import Schedule, Simulator, SimulatorConfig
+from bci.experiment.session_config import RunnerConfig
+from bci.experiment.session_runner import SessionRunner
+from bci.live.lsl_input import StreamQuery
+from bci.live.simulate import Schedule, Simulator, SimulatorConfig
 from tests.helpers import BANDMATE, assert_valid_bids
 
 # Slow, so not in `make test-quick`: every test here runs `session run` on simulated EEG in real

@@ -65,7 +65,7 @@ session.register(app)
 def user_error_types() -> tuple[type[Exception], ...]:
     """Errors a user can act on; each is printed as one line, without a traceback."""
     from bci.errors import BciError
-    from bci.midi_out import MidiOutError
+    from bci.live.midi_out import MidiOutError
     from clients.errors import ClientError
     from engine.errors import EngineError
     from models.errors import ModelsError

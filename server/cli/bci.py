@@ -48,11 +48,11 @@ def run(
     the calibration countdown, then the valence; each channel's quality; gated windows and
     dropped samples."""
     from bci.console import Console
-    from bci.live_status import loop_status
-    from bci.loop import BciRunConfig, WindowResult
-    from bci.lsl_input import StreamQuery
+    from bci.live.bci_session import BciOutputs, BciSession
+    from bci.live.live_status import loop_status
+    from bci.live.loop import BciRunConfig, WindowResult
+    from bci.live.lsl_input import StreamQuery
     from bci.montage import MUSE, load_montage
-    from bci.session_run import BciOutputs, BciSession
 
     config = BciRunConfig(
         query=StreamQuery(name=stream, type=stream_type, source_id=source_id),
@@ -104,9 +104,9 @@ def simulate(
     """An LSL EEG outlet (Muse-like TP9/AF7/AF8/TP10 at 256 Hz) with scripted asymmetry: from
     a schedule, flipping, or following the blocks of a running session (--protocol)."""
     from bci.errors import BciError
-    from bci.protocol import load_protocol, participant_label
-    from bci.simulate import Schedule, Simulator, SimulatorConfig, load_schedule
-    from bci.simulate_protocol import PlantedEffect, ProtocolFollower
+    from bci.experiment.experiment_protocol import load_protocol, participant_label
+    from bci.experiment.simulate_protocol import PlantedEffect, ProtocolFollower
+    from bci.live.simulate import Schedule, Simulator, SimulatorConfig, load_schedule
 
     if protocol and schedule:
         raise BciError("--protocol plants the asymmetry itself: leave out --schedule")
@@ -143,7 +143,7 @@ def replay(
     stream_name: str | None = typer.Option(None, help="XDF: stream to play (default: first EEG)."),
 ) -> None:
     """Play a recorded EEG file over LSL with its original timing."""
-    from bci.replay import Replayer, read_recording
+    from bci.analysis.replay import Replayer, read_recording
 
     recording = read_recording(file, stream_name=stream_name)
     replayer = Replayer(recording, name=name, loop=loop, speed=speed)
@@ -175,9 +175,14 @@ def render(
 ) -> None:
     """The loop over a recording, offline and deterministic: the same seed and EEG file give
     the same MIDI file."""
-    from bci.loop import BciRunConfig
+    from bci.analysis.offline import (
+        montage_signals,
+        process_recording,
+        render_midi,
+        write_midi_file,
+    )
+    from bci.live.loop import BciRunConfig
     from bci.montage import MUSE, load_montage
-    from bci.offline import montage_signals, process_recording, render_midi, write_midi_file
     from bci.recordings import read_recording
 
     data = read_recording(recording, stream_name)

@@ -91,7 +91,7 @@ def live(
     seconds: float = typer.Option(0.0, help="How long to play; 0 plays until Ctrl-C."),
 ) -> None:
     """Stream the local audio interface to the server and play the accompaniment."""
-    from clients.live import LiveClientOptions, run_live_client
+    from clients.live_client import LiveClientOptions, run_live_client
     from clients.stream import StreamOptions
 
     options = StreamOptions(url, token, checkpoint, seed, blocksize)

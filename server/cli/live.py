@@ -14,7 +14,7 @@ import typer
 
 if TYPE_CHECKING:
     from bci.console import Console
-    from engine.live import LiveEngine
+    from engine.live_engine import LiveEngine
     from server.jam_status import JamStatus
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 def devices() -> None:
     """List the audio devices PortAudio sees (on Linux without a sound card: start jackd)."""
-    from engine.live import list_devices
+    from engine.live_engine import list_devices
 
     found = _portaudio_errors_as_engine_errors(list_devices)
     if not found:
@@ -61,7 +61,7 @@ def jam(
     from engine.backends import create_backend
     from engine.checkpoint import load_engine_checkpoint
     from engine.jack_fit import check_jack_rate, fit_buffer_to_period, jack_period, on_jack
-    from engine.live import (
+    from engine.live_engine import (
         DeviceLostError,
         LiveConfig,
         LiveEngine,
@@ -160,7 +160,7 @@ def _portaudio_errors_as_engine_errors(query: Callable[[], T]) -> T:
     import sounddevice as sd
 
     from engine.errors import EngineError
-    from engine.live import portaudio_message
+    from engine.live_engine import portaudio_message
 
     try:
         return query()

@@ -14,7 +14,7 @@ session_app = typer.Typer(help="Experiment sessions and their analysis.", no_arg
 @session_app.command("run")
 def run(
     protocol: Path = typer.Argument(
-        ..., help="Protocol YAML (e.g. bci/protocols/seed_study.yaml)."
+        ..., help="Protocol YAML (e.g. bci/experiment/protocols/seed_study.yaml)."
     ),
     participant: str = typer.Option(..., help="Participant ID, e.g. P01 (sets counterbalancing)."),
     out: Path = typer.Option(..., help="Study folder: raw/ sessions and the bids/ dataset."),
@@ -53,10 +53,10 @@ def run(
     r and Enter to resume. Ctrl-C or SIGTERM stops the session early, keeping and exporting
     what was recorded (exit 130)."""
     from bci.console import Console
-    from bci.lsl_input import StreamQuery
+    from bci.experiment.session_config import RunnerConfig, parse_covariates, schedule_lines
+    from bci.experiment.session_runner import SessionInterrupted, SessionRunner
+    from bci.live.lsl_input import StreamQuery
     from bci.montage import MUSE, load_montage
-    from bci.session_config import RunnerConfig, parse_covariates, schedule_lines
-    from bci.session_runner import SessionInterrupted, SessionRunner
 
     config = RunnerConfig(
         protocol=protocol, participant=participant, out=out,
@@ -94,9 +94,9 @@ def analyze(
     time + covariates + (1 | participant)) as far as the data allow: R², variance partition,
     manipulation check and sensitivity. A pilot too small for the model still gets the
     descriptive report, which says why."""
-    from bci.analysis_report import write_report
-    from bci.study import StudyConfig
-    from bci.study_analysis import analyse_bids
+    from bci.analysis.study import StudyConfig
+    from bci.analysis.study_analysis import analyse_bids
+    from bci.analysis.study_report import write_report
 
     analysis = analyse_bids(bids_root, StudyConfig(task=task, bin_s=bin_s), simulations)
     written = write_report(analysis, report, csv_dir or report.parent / "tables")

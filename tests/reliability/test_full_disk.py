@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bci.errors import BciError
-from bci.recorder import SessionRecorder, read_session
+from bci.experiment.recorder import SessionRecorder, read_session
 from tests.helpers import simulated_session_run, tmpfs
 from tests.test_session_runner import PROTOCOL
 
