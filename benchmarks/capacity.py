@@ -45,6 +45,7 @@ class CapacityBenchConfig:
     blocksize: int = 1024
     models_dir: Path | None = None
     threads: int = 1  # the server's --threads
+    batch_window_ms: float | None = None  # the server's --batch-window-ms; None: its default
 
 
 def rss_bytes(pid: int) -> int:
@@ -55,16 +56,21 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def start_server(
-    models_dir: Path | None, max_sessions: int, threads: int = 1
-) -> tuple[subprocess.Popen[bytes], str]:
-    import httpx
-
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+def start_server(
+    models_dir: Path | None, max_sessions: int, threads: int = 1, *extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `bandmate serve` on a free loopback port (`extra`: more of its options)."""
+    import httpx
+
+    port = free_port()
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
-               "--max-sessions", str(max_sessions), "--threads", str(threads)]  # fmt: skip
+               "--max-sessions", str(max_sessions), "--threads", str(threads), *extra]  # fmt: skip
     if models_dir is not None:
         command += ["--models-dir", str(models_dir)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -85,7 +91,15 @@ def session_row(last: dict[str, Any], join: int) -> dict[str, Any]:
     return row | {"misses": last["misses"] - join, "join_misses": join}
 
 
-def run_capacity_benchmark(config: CapacityBenchConfig) -> dict[str, Any]:
+def server_options(config: CapacityBenchConfig) -> tuple[str, ...]:
+    window = config.batch_window_ms
+    return () if window is None else ("--batch-window-ms", f"{window:g}")
+
+
+def stream_sessions(url: str, config: CapacityBenchConfig, pid: int | None) -> dict[str, Any]:
+    """N real-time clients against the server at `url` (a warm-up stream first): each
+    session's figures from its telemetry, and the round trips after the join. `pid`: the
+    server process, for its resident memory (None: not one process, e.g. behind Ray)."""
     import soundfile as sf
 
     from clients.stream import StreamOptions, stream_audio
@@ -93,39 +107,55 @@ def run_capacity_benchmark(config: CapacityBenchConfig) -> dict[str, Any]:
     audio, rate = sf.read(str(EXAMPLE), dtype="float32")
     # The join, then `seconds` counted: as the engine's runs (loops the 20 s example).
     audio = np.resize(audio, int((JOIN_SECONDS + config.seconds) * rate))
-    # One more than the players: the warm-up stream's session may still be closing. The
-    # server also steps every batch size up to this once at start, as it would in use.
-    server, url = start_server(config.models_dir, max(16, config.sessions + 1), config.threads)
-    try:
-        options = [StreamOptions(url, seed=i, blocksize=config.blocksize)
-                   for i in range(config.sessions)]  # fmt: skip
+    options = [StreamOptions(url, seed=i, blocksize=config.blocksize)
+               for i in range(config.sessions)]  # fmt: skip
 
-        async def all_sessions() -> list[Any]:
-            return await asyncio.gather(*(stream_audio(audio, rate, o) for o in options))
+    async def all_sessions() -> list[Any]:
+        return await asyncio.gather(*(stream_audio(audio, rate, o) for o in options))
 
-        warm = np.resize(audio, rate * 2)
-        asyncio.run(stream_audio(warm, rate, StreamOptions(url, realtime=False)))
-        before = rss_bytes(server.pid)
-        results = asyncio.run(all_sessions())
-        after = rss_bytes(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    warm = np.resize(audio, rate * 2)
+    asyncio.run(stream_audio(warm, rate, StreamOptions(url, realtime=False)))
+    before = rss_bytes(pid) if pid else 0
+    results = asyncio.run(all_sessions())
+    after = rss_bytes(pid) if pid else 0
     if any(not r.telemetry for r in results):  # it comes twice a second: a stream ended early
         raise EngineError("a capacity session ended before the server sent any telemetry")
     last = [r.telemetry[-1] for r in results]
     joins = [join_misses(r.telemetry) for r in results]
+    joined = int(JOIN_SECONDS * rate / config.blocksize)  # messages sent during the join
+    trips = 1e3 * np.concatenate([np.asarray(r.round_trips_s[joined:]) for r in results])
     return {
-        "config": {**asdict(config), "models_dir": str(config.models_dir or "shipped default")},
-        "machine": {"platform": platform.platform(), "processor": platform.processor()},
         "join_seconds": JOIN_SECONDS,
         "sessions": [session_row(t, join) for t, join in zip(last, joins, strict=True)],
         "misses_total": sum(t["misses"] for t in last) - sum(joins),
         "join_misses_total": sum(joins),
         "dropped_total": sum(t["dropped_messages"] for t in last),
         "errors": sum(len(r.errors) for r in results),
+        # What a session reports (its engine latency plus the server's batch window), and
+        # what the client measured on top: send to the last sample of the answer.
+        "latency_ms": float(last[0]["latency_ms"]),
+        "batch_window_ms": float(results[0].ready["batch_window_ms"]),
+        "round_trip_p50_ms": float(np.percentile(trips, 50)) if len(trips) else None,
+        "round_trip_p99_ms": float(np.percentile(trips, 99)) if len(trips) else None,
         "rss_before_mib": before / 2**20,
         "rss_after_mib": after / 2**20,
+    }
+
+
+def run_capacity_benchmark(config: CapacityBenchConfig) -> dict[str, Any]:
+    # One more than the players: the warm-up stream's session may still be closing. The
+    # server also steps every batch size up to this once at start, as it would in use.
+    server, url = start_server(config.models_dir, max(16, config.sessions + 1), config.threads,
+                               *server_options(config))  # fmt: skip
+    try:
+        figures = stream_sessions(url, config, server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return {
+        "config": {**asdict(config), "models_dir": str(config.models_dir or "shipped default")},
+        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        **figures,
     }
 
 
@@ -144,3 +174,12 @@ def print_table(report: dict[str, Any]) -> None:
                       str(row["join_misses"]), str(row["dropped_messages"]))  # fmt: skip
     Console().print(table)
     print(f"server RSS {report['rss_before_mib']:.0f} -> {report['rss_after_mib']:.0f} MiB")
+    print(
+        f"latency {report['latency_ms']:.1f} ms reported (batch window "
+        f"{report['batch_window_ms']:g} ms included); round trip after the join "
+        f"{ms(report['round_trip_p50_ms'])} p50 / {ms(report['round_trip_p99_ms'])} p99"
+    )
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"

@@ -64,10 +64,12 @@ class StreamResult:
 
     @property
     def server_latency_ms(self) -> float:
-        """The latency the server reports: in its telemetry, or else in `ready`."""
+        """The latency the server reports: in its telemetry, or else in `ready` (the session's
+        latency plus the server's batch window)."""
         if self.telemetry:
             return float(self.telemetry[-1]["latency_ms"])
-        return 1e3 * self.ready["latency_samples"] / self.ready["sample_rate"]
+        model_ms = 1e3 * self.ready["latency_samples"] / self.ready["sample_rate"]
+        return model_ms + float(self.ready["batch_window_ms"])
 
 
 def stream_url(base: str, token: str | None = None) -> str:

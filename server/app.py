@@ -74,7 +74,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, object]:
-        return {"status": "ok", "sessions": len(host.all())}
+        return {"status": "ok", "sessions": len(host.all()),
+                "batch_window_ms": config.batch_window_ms}  # fmt: skip
 
     @app.get("/v1/version", dependencies=auth)
     def version_route() -> dict[str, object]:

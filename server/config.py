@@ -24,6 +24,10 @@ class ServerConfig(BaseModel):
     backend: str = "auto"
     threads: Annotated[int, Field(ge=1)] = 1  # per backend; the event loop needs a core too
     max_sessions: Annotated[int, Field(ge=1)] = 16
+    # Aligned rounds (server/host.py): the stepper holds a round open up to this long for the
+    # sessions whose next block is due by then, and steps them as one batch. It is added to
+    # each session's reported latency and to its deadline (one hop + the window).
+    batch_window_ms: Annotated[float, Field(ge=0, le=20)] = 2.0
     # Limits. A larger message closes with 1009; no message for idle_timeout_s closes with
     # 4408; a client that reads too slowly loses its oldest output beyond send_queue_messages;
     # input the model has not caught up with beyond max_backlog_s is dropped. All counted.

@@ -19,8 +19,9 @@ are fed, read and mixed as one span, so tiny blocks cost little more than large 
 block longer than a piece is split into pieces on arrival and answered whole once its last
 piece is done, so the session's output FIFO never holds more than a cycle's worth.
 
-Deadlines. A block's output is late when it is ready more than one hop after the block
-arrived; late blocks count as deadline misses in telemetry and /metrics.
+Deadlines. Rounds are aligned (server/rounds.py): a round waits up to the batch window for
+the sessions due by then. A block's output is late when it is ready more than one hop plus
+that window after the block arrived; late blocks count as misses in telemetry and /metrics.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.errors import EngineError
 from engine.ringbuffer import RingBuffer
 from engine.scheduler import BatchScheduler
 from engine.session import Session, SessionConfig, check_rate
@@ -42,6 +44,7 @@ from server.config import ServerConfig
 from server.errors import ServerError
 from server.metrics import ServerMetrics
 from server.protocol import ProtocolError, SessionSpec
+from server.rounds import RoundWindow
 
 SWITCH_FADE_SAMPLES = 512  # the old checkpoint's last sound fades out over this many
 PIECE_HOPS = 4  # model hops of audio a session contributes to one cycle, at most (about)
@@ -76,8 +79,10 @@ class HostedSession:
     """One session as the server holds it: the engine Session plus its inbox, mix and
     delivery. Everything but `inbox` and `deliver` belongs to the stepper thread."""
 
-    def __init__(self, session_id: str, spec: SessionSpec, session: Session):
+    def __init__(self, session_id: str, spec: SessionSpec, session: Session, window_s: float = 0.0):
         self.id, self.spec, self.session = session_id, spec, session
+        self.hop_s = session.hop / session.model_rate
+        self.window_s = window_s  # the host's batch window: part of this session's latency
         self.checkpoint = spec.checkpoint
         self.created = time.time()
         self.inbox: deque[InputBlock | Command] = deque()
@@ -88,6 +93,7 @@ class HostedSession:
         self.idle_since = time.monotonic()  # unclaimed since; it expires after the idle timeout
         device_hop = session.hop * spec.sample_rate / session.model_rate
         self.piece_frames = int(np.ceil(PIECE_HOPS * device_hop))
+        self.next_due: float | None = None  # its next block's arrival, by its last's length
         self._answering: list[np.ndarray] = []  # answered pieces of a PCM message so far
         self.dry_wet = 1.0
         self._dry_wet_now = 1.0
@@ -113,6 +119,18 @@ class HostedSession:
             "checkpoint": self.checkpoint,
         }
 
+    def telemetry(self) -> dict[str, float | int]:
+        """The engine's summary; the latency a hosted session reports includes the window."""
+        latency_ms = 1e3 * (self.session.latency_seconds + self.window_s)
+        return self.session.telemetry.summary().as_dict() | {"latency_ms": latency_ms}
+
+    def waiting_since(self) -> float | None:
+        """When the inbox's head arrived (a command: now; None: nothing waits)."""
+        if not self.inbox:  # only the stepper pops: a non-empty inbox stays so meanwhile
+            return None
+        head = self.inbox[0]
+        return head.arrived if isinstance(head, InputBlock) else time.perf_counter()
+
     def describe(self) -> dict[str, object]:
         return {
             "id": self.id,
@@ -120,8 +138,9 @@ class HostedSession:
             "sample_rate": self.spec.sample_rate,
             "streaming": self.streaming,
             "latency_samples": self.session.latency_samples,
+            "batch_window_ms": 1e3 * self.window_s,
             "controls": self.controls(),
-            "telemetry": self.session.telemetry.summary().as_dict(),
+            "telemetry": self.telemetry(),
             "dropped_messages": self.dropped_messages + self.dropped_blocks,
         }
 
@@ -169,6 +188,7 @@ class HostedSession:
         self._tail = tail * np.linspace(1, 0, len(tail), dtype=np.float32)
         session.controls = old.controls  # the knobs stay where the player left them
         self.session, self.checkpoint = session, checkpoint
+        self.hop_s = session.hop / session.model_rate
 
 
 class SessionHost:
@@ -177,6 +197,7 @@ class SessionHost:
         self.max_sessions, self.max_backlog_s = config.max_sessions, config.max_backlog_s
         # A session no socket has claimed for this long goes (POST /v1/sessions, then nothing).
         self.unclaimed_timeout_s = config.idle_timeout_s
+        self.window = RoundWindow(config.batch_window_ms)
         self._sessions: dict[str, HostedSession] = {}
         self._schedulers: dict[str, BatchScheduler] = {}
         self._lock = threading.Lock()  # the two tables; never held while stepping
@@ -197,10 +218,13 @@ class SessionHost:
     def create(self, spec: SessionSpec, claimed: bool = False) -> HostedSession:
         """Blocking (loads the checkpoint's backend on first use): call it off the loop.
         `claimed`: for the socket that creates it, so it cannot expire under that socket."""
-        check_rate_or_raise(spec.sample_rate)
+        try:
+            check_rate(spec.sample_rate)
+        except EngineError as exc:
+            raise ServerError(str(exc)) from None
         backend = self.catalog.backend(spec.checkpoint)
         session = Session(backend, SessionConfig(device_rate=spec.sample_rate, seed=spec.seed))
-        hosted = HostedSession(uuid.uuid4().hex[:12], spec, session)
+        hosted = HostedSession(uuid.uuid4().hex[:12], spec, session, self.window.seconds)
         hosted.claimed = claimed
         with self._lock:
             if len(self._sessions) >= self.max_sessions:
@@ -268,6 +292,7 @@ class SessionHost:
             return False
         hosted.backlog_frames += len(samples)
         arrived, piece = time.perf_counter(), hosted.piece_frames
+        hosted.next_due = arrived + len(samples) / hosted.spec.sample_rate
         for start in range(0, len(samples), piece):
             last = start + piece >= len(samples)
             hosted.inbox.append(InputBlock(samples[start : start + piece], arrived, last))
@@ -293,8 +318,9 @@ class SessionHost:
         while not self._stop.is_set():
             self._wake.wait(timeout=0.1)
             self._wake.clear()
+            self.window.gather(self.all, self._wake, self._stop)
             while self._cycle():
-                pass
+                self.window.gather(self.all, self._wake, self._stop)
             if time.monotonic() - expired_at > 1.0:
                 expired_at = time.monotonic()
                 self.expire()
@@ -338,11 +364,11 @@ class SessionHost:
         return blocks
 
     def _answer(self, hosted: HostedSession, blocks: list[InputBlock]) -> None:
-        hop_seconds = hosted.session.hop / hosted.session.model_rate
+        deadline = self.window.deadline(hosted.hop_s)
         now = time.perf_counter()
         answers = hosted.answer(blocks)
         for block in blocks:
-            if block.last and now - block.arrived > hop_seconds:
+            if block.last and now - block.arrived > deadline:
                 hosted.session.telemetry.miss()
                 self.metrics.misses.inc()
         if answers and hosted.deliver is not None:
@@ -372,12 +398,3 @@ class SessionHost:
             self._schedulers[hosted.checkpoint].remove(hosted.id)
             hosted.switch_to(checkpoint, session)
             self._scheduler(checkpoint).add(hosted.id, session)
-
-
-def check_rate_or_raise(rate: int) -> None:
-    from engine.errors import EngineError
-
-    try:
-        check_rate(rate)
-    except EngineError as exc:
-        raise ServerError(str(exc)) from None

@@ -125,6 +125,9 @@ class ReadyMessage(BaseModel):
     hop_samples: int  # the model's hop at its own rate
     model_sample_rate: int
     latency_samples: int  # output sample m is the accompaniment for input sample m - this
+    # The server holds a round open this long to batch sessions together: a block's answer may
+    # come this much later, so the session's latency (telemetry's latency_ms) includes it.
+    batch_window_ms: float = 0.0
 
 
 class ErrorMessage(BaseModel):

@@ -132,6 +132,7 @@ class StreamHandler:
                 hop_samples=session.hop,
                 model_sample_rate=session.model_rate,
                 latency_samples=session.latency_samples,
+                batch_window_ms=1e3 * hosted.window_s,
             )
             await websocket.send_text(ready.model_dump_json())
             hosted.deliver = deliver
@@ -276,12 +277,12 @@ class StreamHandler:
     async def _telemetry(self, hosted: HostedSession, outbox: Outbox) -> None:
         while True:
             await asyncio.sleep(self.config.telemetry_interval_s)
-            summary = hosted.session.telemetry.summary()
             # The engine's summary fills the message's fields of the same names, so a field
-            # added to both needs no copying here; the rest is what only the host knows.
+            # added to both needs no copying here; the rest is what only the host knows (the
+            # latency is the hosted session's: the engine's plus the batch window).
             message = TelemetryMessage.model_validate(
                 {
-                    **summary.as_dict(),
+                    **hosted.telemetry(),
                     "dropped_messages": hosted.dropped_messages + hosted.dropped_blocks,
                     "controls": hosted.controls(),
                     "valence": hosted.valence,

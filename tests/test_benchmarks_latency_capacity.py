@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from engine.backends import Backend
 from tests.helpers import BANDMATE, models_dir
 
 # Slow, so not in `make test-quick`: every test here runs a benchmark as a real command, capacity
@@ -184,3 +185,36 @@ def test_bench_capacity_search_finds_n_in_the_engine_then_confirms_it_through_th
         assert runs[-1]["sessions"] == server["capacity"] and runs[-1]["misses"] == 0
         assert runs[-1]["dropped"] == 0 and runs[-1]["errors"] == 0
     assert "sessions" in result.stdout  # the summary lines follow the table
+
+
+def test_bench_capacity_sweeps_the_batch_window_with_the_median_of_repeats(
+    tiny_checkpoint: Path, onnx_backend: Backend, tmp_path: Path
+) -> None:
+    from engine.session import Session
+
+    session_ms = 1e3 * Session(onnx_backend).latency_seconds
+    served = models_dir(tmp_path / "models", tiny_checkpoint)
+    report_path = tmp_path / "capacity.json"
+    short = ("--seconds", "1", "--screen-seconds", "0.5", "--max-sessions", "2")
+    sweep = ("--window", "0", "--window", "5", "--repeats", "3", "--budget-seconds", "600")
+    result = bandmate("bench", "capacity", "--models-dir", served, *short, *sweep,
+                      "--json", report_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    server = json.loads(report_path.read_text())["server"]
+    assert server["repeats"] == 3
+    assert [entry["batch_window_ms"] for entry in server["windows"]] == [0.0, 5.0]
+    assert server["capacity"] == server["windows"][0]["capacity"]
+    for entry in server["windows"]:
+        runs = entry["runs"]
+        assert {run["batch_window_ms"] for run in runs} == {entry["batch_window_ms"]}
+        found = entry["capacity"]
+        assert found is not None
+        if not found:
+            continue
+        # The confirmation stopped as soon as most of its runs were clean (the median run).
+        confirming = entry["confirming_misses"]
+        assert 2 <= len(confirming) <= 3 and sorted(confirming)[len(confirming) // 2] == 0
+        # The latency the sessions reported includes the window; the round trip is measured.
+        assert entry["latency_ms"] == pytest.approx(session_ms + entry["batch_window_ms"])
+        assert 0 < entry["round_trip_p50_ms"] <= entry["round_trip_p99_ms"]
+    assert "batch window 5 ms" in result.stdout

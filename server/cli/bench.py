@@ -104,29 +104,41 @@ def bench_capacity(
     ),
     no_server: bool = typer.Option(False, "--no-server", help="Search: the engine only."),
     models_dir: Path | None = typer.Option(None, help="Checkpoints folder (runs 'default')."),
+    window: list[float] = typer.Option(
+        [],
+        help="The server's --batch-window-ms (ms); repeatable, one search each. "
+        "Default: the server's default.",
+    ),
+    repeats: int = typer.Option(
+        1, help="Search: full runs per confirmation; N holds when the median run is clean."
+    ),
+    budget_seconds: float = typer.Option(
+        270.0, help="Search: stop confirming when this much time has gone."
+    ),
 ) -> None:
     """The most sessions at real-time pace with zero deadline misses: searched in the engine,
-    then confirmed through a real `bandmate serve` (rule: benchmarks/capacity_search.py).
-    With --sessions N: N WebSocket clients against the server, nothing else."""
+    then confirmed through a real `bandmate serve` (rule: benchmarks/capacity_search.py),
+    once per --window. With --sessions N: N WebSocket clients against the server (at the
+    first --window), nothing else."""
     from benchmarks.report import write_report
 
     if sessions is not None:
         from benchmarks.capacity import CapacityBenchConfig, print_table, run_capacity_benchmark
 
-        fixed = CapacityBenchConfig(sessions, seconds, models_dir=models_dir, threads=threads)
+        chosen = window[0] if window else None
+        fixed = CapacityBenchConfig(sessions, seconds, models_dir=models_dir, threads=threads,
+                                    batch_window_ms=chosen)  # fmt: skip
         report = run_capacity_benchmark(fixed)
         write_report(report, json_path)
         print_table(report)
         return
-    from benchmarks.capacity_search import (
-        CapacitySearchConfig,
-        print_search_table,
-        run_capacity_search,
-    )
+    from benchmarks.capacity_report import print_search_table
+    from benchmarks.capacity_search import CapacitySearchConfig, run_capacity_search
 
     config = CapacitySearchConfig(
         seconds=seconds, screen_seconds=screen_seconds, max_sessions=max_sessions,
         threads=threads, backends=tuple(backend), models_dir=models_dir, server=not no_server,
+        windows=tuple(window), repeats=repeats, budget_seconds=budget_seconds,
     )  # fmt: skip
     report = run_capacity_search(config)
     write_report(report, json_path)

@@ -28,6 +28,11 @@ def serve(
     backend: str = typer.Option("auto", help="auto, onnx or torch."),
     threads: int = typer.Option(1, help="Inference threads per checkpoint."),
     max_sessions: int = typer.Option(16, help="Sessions open at once."),
+    batch_window_ms: float = typer.Option(
+        DEFAULTS.batch_window_ms,
+        help="Hold each round open this long for sessions due by then, to step them as one "
+        "batch; added to every session's latency (0: step each block as it arrives).",
+    ),
     max_message_bytes: int = typer.Option(1 << 20, help="Larger WebSocket messages close 1009."),
     idle_timeout: float = typer.Option(
         30.0, help="Seconds of client silence before 4408; a session no socket holds goes too."
@@ -61,7 +66,8 @@ def serve(
 
     config = ServerConfig(
         host=host, port=port, models_dir=models_dir, token=token, backend=backend,
-        threads=threads, max_sessions=max_sessions, max_message_bytes=max_message_bytes,
+        threads=threads, max_sessions=max_sessions, batch_window_ms=batch_window_ms,
+        max_message_bytes=max_message_bytes,
         idle_timeout_s=idle_timeout, max_messages_per_s=max_messages_per_s,
         handshake_timeout_s=handshake_timeout, max_connections=max_connections,
         allow_origins=tuple(allow_origin), midi_in=midi_in, midi_map=midi_map,
@@ -76,7 +82,8 @@ def serve(
     # Python's default 5 ms switch interval lets the event loop hold it that long per turn.
     sys.setswitchinterval(0.0005)
     offered = ", ".join(app.state.catalog.entries)
-    typer.echo(f"bandmate serving http://{host}:{port}/ (checkpoints: {offered})")
+    typer.echo(f"bandmate serving http://{host}:{port}/ (checkpoints: {offered}; batch window "
+               f"{config.batch_window_ms:g} ms, added to each session's latency)")  # fmt: skip
     uvicorn.run(
         app,
         host=host,
