@@ -63,9 +63,11 @@ class CapacitySearchConfig:
     threads: int = 1
     backends: tuple[str, ...] = field(default_factory=tuple)  # empty: onnx-cpu + CUDA ones
     models_dir: Path | None = None  # the server's; the engine runs its "default" checkpoint
+    checkpoint: Path | None = None  # the engine's, when not models_dir's "default"
     budget_seconds: float = 270.0
     server: bool = True
     windows: tuple[float, ...] = ()  # the server's --batch-window-ms; empty: its default
+    max_batch: int = 64  # the engine's rounds, at most (the server's BatchScheduler default)
     repeats: int = 1  # full runs per confirmation; N holds when the median run is clean
 
 
@@ -114,14 +116,14 @@ def search_backends(checkpoint_dir: Path, names: tuple[str, ...], threads: int) 
 
 
 def run_paced(backend: Backend, sessions: int, seconds: float, frames: np.ndarray, phase: str,
-              stop_at_first_miss: bool) -> PacedRun:  # fmt: skip
+              stop_at_first_miss: bool, max_batch: int = 64) -> PacedRun:  # fmt: skip
     """N sessions through one BatchScheduler, one hop each per hop period, by the clock."""
     from tqdm import tqdm
 
     hop = backend.info.hop
     hop_s = hop / backend.info.sample_rate
     rounds: list[float] = []
-    scheduler = BatchScheduler(backend, observer=lambda s, _batch: rounds.append(s))
+    scheduler = BatchScheduler(backend, max_batch, observer=lambda s, _batch: rounds.append(s))
     players = [Session(backend, SessionConfig(seed=i)) for i in range(sessions)]
     for index, player in enumerate(players):
         scheduler.add(str(index), player)
@@ -170,7 +172,8 @@ class Search:
             self.warmed = sessions
         screen = phase == "screen"
         seconds = self.config.screen_seconds if screen else self.config.seconds
-        run = run_paced(self.backend, sessions, seconds, self.frames, phase, screen)
+        run = run_paced(self.backend, sessions, seconds, self.frames, phase, screen,
+                        self.config.max_batch)  # fmt: skip
         self.runs.append(run)
         report_progress(run)
         return run
@@ -311,7 +314,9 @@ def window_entry(window: float | None, found: int | None, runs: list[dict[str, A
 
 def run_capacity_search(config: CapacitySearchConfig) -> dict[str, Any]:
     deadline = time.monotonic() + config.budget_seconds
-    checkpoint_dir = config.models_dir / "default" if config.models_dir else DEFAULT_CHECKPOINT
+    checkpoint_dir = config.checkpoint or (
+        config.models_dir / "default" if config.models_dir else DEFAULT_CHECKPOINT
+    )
     backends = search_backends(checkpoint_dir, config.backends, config.threads)
     info = backends[0].info
     frames = hop_frames(example_audio(20.0, info.sample_rate, 0), info.hop)[:, 0]

@@ -36,6 +36,9 @@ class LatencyBenchConfig:
     backends: tuple[str, ...] = field(default_factory=tuple)  # empty: every one available
     warmup_hops: int = 50
     seed: int = 0
+    # Sessions stepped as one batch (the same audio, each its own noise): a GPU's figure
+    # wants a batch; 1, the default, is one live session.
+    batch: int = 1
 
 
 def available_backends(checkpoint: EngineCheckpoint, threads: int) -> list[ModelBackend]:
@@ -59,13 +62,16 @@ def available_backends(checkpoint: EngineCheckpoint, threads: int) -> list[Model
 
 
 def example_audio(seconds: float, rate: int, seed: int) -> np.ndarray:
-    """The shipped example recording looped to length; seeded noise if it is missing."""
+    """The shipped example recording looped to length; seeded noise if it is missing, or
+    cannot be read (a GPU machine without soundfile: the step's compute is the same)."""
     from engine.demo import EXAMPLE_RECORDING
 
-    if EXAMPLE_RECORDING.is_file():
+    try:
         import soundfile as sf
         import soxr
-
+    except ImportError:
+        sf = soxr = None
+    if EXAMPLE_RECORDING.is_file() and sf is not None and soxr is not None:
         audio, file_rate = sf.read(str(EXAMPLE_RECORDING), dtype="float32", always_2d=True)
         mono = soxr.resample(audio.mean(axis=1), file_rate, rate).astype(np.float32)
     else:
@@ -80,7 +86,7 @@ def hop_frames(audio: np.ndarray, hop: int) -> np.ndarray:
 
 
 def time_step_and_parts(
-    backend: ModelBackend, frames: np.ndarray, warmup: int, seed: int
+    backend: ModelBackend, frames: np.ndarray, warmup: int, seed: int, batch: int = 1
 ) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
     """Seconds per whole step, and per part, for every hop of `frames` (after `warmup`
     untimed hops); and how the parts were timed.
@@ -92,13 +98,13 @@ def time_step_and_parts(
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
-    state = backend.initial_state(1)
-    parts = ComponentStepper(backend)
+    state = backend.initial_state(batch)
+    parts = ComponentStepper(backend, batch)
     step_times = np.empty(len(frames))
     part_times = np.empty((len(frames), len(COMPONENTS)))
     for i in tqdm(range(warmup + len(frames)), desc=backend.name, unit="hop", leave=False):
-        frame = frames[i % len(frames)]
-        noise = rng.standard_normal((1, backend.info.noise_dim)).astype(np.float32)
+        frame = np.repeat(frames[i % len(frames)], batch, axis=0)  # [batch, hop]
+        noise = rng.standard_normal((batch, backend.info.noise_dim)).astype(np.float32)
         started = time.perf_counter()
         state, _ = backend.step(state, frame, noise)
         elapsed = time.perf_counter() - started
@@ -148,6 +154,7 @@ def run_latency_benchmark(config: LatencyBenchConfig) -> LatencyRun:
         "hop_ms": hop_ms,
         "audio_seconds_per_backend": config.audio_seconds,
         "threads": config.threads,
+        "batch": config.batch,
         "checkpoint": str(checkpoint.directory),
         "model": model_size(checkpoint),
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
@@ -158,7 +165,7 @@ def run_latency_benchmark(config: LatencyBenchConfig) -> LatencyRun:
     baseline_p50: float | None = None
     for backend in backends:
         step_s, parts_s, method = time_step_and_parts(
-            backend, frames, config.warmup_hops, config.seed
+            backend, frames, config.warmup_hops, config.seed, config.batch
         )
         step_ms = 1e3 * step_s
         parts_ms = {name: 1e3 * seconds for name, seconds in parts_s.items()}

@@ -29,12 +29,12 @@ COMPONENTS = ("encode", "generate", "decode")
 class ComponentStepper:
     method = "the backend's encode, generate and decode methods, the calls its step makes"
 
-    def __init__(self, backend: ModelBackend):
+    def __init__(self, backend: ModelBackend, batch: int = 1):
         self.backend = backend
-        self.state = backend.initial_state(1)
+        self.state = backend.initial_state(batch)
 
     def step(self, audio: np.ndarray, noise: np.ndarray) -> tuple[float, float, float]:
-        """One hop for one session; seconds spent in encode, generate and decode."""
+        """One hop for each of the batch's sessions; seconds in encode, generate and decode."""
         backend = self.backend
         started = time.perf_counter()
         latent, state = backend.encode(self.state, audio)

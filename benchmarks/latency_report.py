@@ -60,8 +60,10 @@ def model_line(report: dict[str, Any]) -> str:
 
 
 def title(report: dict[str, Any]) -> str:
+    batch = report.get("batch", 1)
     return (f"per-frame compute, hop {report['hop_ms']:.2f} ms, {report['threads']} thread(s), "
-            f"{report['audio_seconds_per_backend']:g} s of audio per backend")  # fmt: skip
+            f"{report['audio_seconds_per_backend']:g} s of audio per backend"
+            + (f", {batch} sessions per step" if batch > 1 else ""))  # fmt: skip
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -156,7 +158,7 @@ def latency_figure(report: dict[str, Any], samples_ms: dict[str, dict[str, np.nd
         axis.grid(True, which="both", alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside right upper", fontsize="small")
-    axes[-1, 0].set_xlabel("compute per hop, ms (batch 1)")
+    axes[-1, 0].set_xlabel(f"compute per hop, ms (batch {report.get('batch', 1)})")
     figure.suptitle(title(report), fontsize="medium")
     return figure
 

@@ -54,6 +54,16 @@ def test_bench_latency_times_each_part_and_writes_markdown_and_plot(
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_latency_steps_a_batch_behind_its_flag(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path = tmp_path / "latency.json"
+    result = bandmate("bench", "latency", "--seconds", "1", "--checkpoint", tiny_checkpoint,
+                      "--backend", "onnx-cpu", "--batch", "3", "--json", path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(path.read_text())
+    assert report["batch"] == 3 and "3 sessions per step" in result.stdout
+    assert report["onnx-cpu"]["hops"] == 48_000 // 1024
+
+
 def test_bench_latency_model_size_matches_the_checkpoint(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

@@ -25,13 +25,17 @@ def bench_latency(
     ),
     threads: int = typer.Option(1, help="Threads per backend."),
     backend: list[str] = typer.Option([], help="Only these backends (e.g. onnx-cpu); repeatable."),
+    batch: int = typer.Option(
+        1, min=1, help="Step this many sessions as one batch (a GPU's figure; 1 = one player)."
+    ),
 ) -> None:
-    """Per-frame compute of the step and of encode, generate, decode, for each backend here."""
+    """Per-frame compute of the step and of encode, generate, decode, for each backend here
+    (onnx-cuda and torch-cuda, whose step is a captured CUDA graph, where there is a GPU)."""
     from benchmarks.latency import LatencyBenchConfig, run_latency_benchmark
     from benchmarks.latency_report import markdown_table, plot_latency, print_table
     from benchmarks.report import write_report
 
-    config = LatencyBenchConfig(checkpoint, seconds, threads, tuple(backend))
+    config = LatencyBenchConfig(checkpoint, seconds, threads, tuple(backend), batch=batch)
     run = run_latency_benchmark(config)
     write_report(run.report, json_path)
     print_table(run.report)
