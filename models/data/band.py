@@ -79,17 +79,41 @@ def band_ids(n_per_style: int = BAND_PIECES_PER_STYLE) -> tuple[str, ...]:
     return tuple(f"band/{style}-{k:03d}" for style in STYLES for k in range(n_per_style))
 
 
-def make_band_piece(piece_id: str) -> Piece:
-    """The notes of one procedural piece; the id alone decides them."""
+@dataclass(frozen=True)
+class BandPlan:
+    """What a piece plays, before any note: its style, key and one chord degree per bar."""
+
+    style: Style
+    mode: str  # "major" | "minor"
+    tonic: int  # MIDI note
+    bars: tuple[int, ...]  # scale degree (0 = tonic) of each bar's chord
+
+    @property
+    def scale(self) -> tuple[int, ...]:
+        return MAJOR if self.mode == "major" else MINOR
+
+    @property
+    def chord_tones(self) -> int:
+        return 4 if self.style.name in SEVENTH_CHORD_STYLES else 3
+
+
+def plan_band_piece(piece_id: str) -> tuple[BandPlan, np.random.Generator]:
+    """A piece's plan and the generator its notes go on drawing from; the id alone decides."""
     style_name, _ = piece_id.removeprefix("band/").rsplit("-", 1)
     style = STYLES[style_name]
     rng = np.random.default_rng(zlib.crc32(piece_id.encode()))
     mode = "major" if rng.random() < 0.6 else "minor"
-    scale = MAJOR if mode == "major" else MINOR
     tonic = 48 + int(rng.integers(0, 12))  # C3..B3
     progression = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
     n_bars = int(rng.choice([8, 12, 16]))
-    bars = [progression[b % len(progression)] for b in range(n_bars)]
+    bars = tuple(progression[b % len(progression)] for b in range(n_bars))
+    return BandPlan(style, mode, tonic, bars), rng
+
+
+def make_band_piece(piece_id: str) -> Piece:
+    """The notes of one procedural piece; the id alone decides them."""
+    plan, rng = plan_band_piece(piece_id)
+    style, scale, tonic, bars = plan.style, plan.scale, plan.tonic, list(plan.bars)
 
     def chord(degree: int) -> list[int]:
         """Triad plus seventh on a scale degree, as pitches above the tonic."""
@@ -121,8 +145,7 @@ def make_band_piece(piece_id: str) -> Piece:
             if tone == 4:  # the octave above the root
                 pitch = tones[0]
             bass.append(Note(pitch, t0 + swung(onset), dur * 0.9, vel(90)))
-        n_tones = 4 if style.name in SEVENTH_CHORD_STYLES else 3
-        voicing = [p + 12 if p < 55 else p for p in tones[:n_tones]]
+        voicing = [p + 12 if p < 55 else p for p in tones[: plan.chord_tones]]
         for onset, dur in style.comp:
             comp += [Note(p, t0 + swung(onset), dur * 0.95, vel(70)) for p in voicing]
     melody = _melody(rng, style, bars, chord, scale, tonic, swung, vel)

@@ -68,6 +68,29 @@ def pack(
                f"({info.bytes / 2**20:.1f} MiB; the build has {frames} frames in all)")  # fmt: skip
 
 
+@data_app.command("chords")
+def data_chords(
+    out: Path = typer.Option(..., "--out", help="Folder for chords.jsonl and manifest.json."),
+    seed: int = typer.Option(0, help="Seed of the by-piece splits."),
+    genres: str = typer.Option("", help="Comma-separated genres (default: all of them)."),
+    max_pieces: int = typer.Option(80, help="At most this many pieces per genre."),
+    jobs: int = typer.Option(2, help="Worker processes."),
+) -> None:
+    """Chord-symbol sequences (root, quality, beats; key and mode) from the music21 corpus and
+    the procedural band, tagged by genre, split by piece."""
+    from models.chords.dataset import ChordDataConfig, build_chord_data
+    from models.chords.vocab import GENRES
+
+    chosen = tuple(g for g in genres.split(",") if g) or GENRES
+    config = ChordDataConfig(out=out, seed=seed, genres=chosen, max_pieces=max_pieces, jobs=jobs)
+    manifest = build_chord_data(config)
+    counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
+    chords = sum(p.n_chords for p in manifest.pieces)
+    typer.echo(f"{len(manifest.pieces)} pieces, {chords} chords (train {counts['train']}, "
+               f"valid {counts['valid']}, test {counts['test']}; {len(manifest.skipped)} "
+               f"skipped) in {out}")  # fmt: skip
+
+
 train_app = typer.Typer(help="Train the codec or the generator.", no_args_is_help=True)
 
 
@@ -97,6 +120,33 @@ def train_generator(
     overrides = {"steps": steps} if steps is not None else {}
     trainer = GeneratorTrainer(load_train_config(GeneratorTrainConfig, config, overrides))
     typer.echo(f"validation: {trainer.train()}")
+
+
+@train_app.command("chords")
+def train_chords(
+    data: Path = typer.Option(..., "--data", help="A `bandmate data chords` folder."),
+    out: Path = typer.Option(
+        Path("models/checkpoints/chords"), "--out", help="Folder for the weights, ONNX, tokens."
+    ),
+    preset: str = typer.Option("default", help="Model size: tiny, small or default."),
+    steps: int = typer.Option(1500, help="Optimiser steps."),
+    batch_size: int = typer.Option(32, help="Windows per step."),
+    learning_rate: float = typer.Option(3e-3, help="Peak learning rate (cosine decay)."),
+    seed: int = typer.Option(0, help="Seed of the weights and the batches."),
+    threads: int = typer.Option(2, help="torch threads."),
+) -> None:
+    """Train the chord model (genre and mode tokens) on CPU and export it to ONNX."""
+    from models.chords.train import ChordTrainConfig, FitConfig
+    from models.chords.train import train_chords as run
+
+    fit = FitConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                    threads=threads)  # fmt: skip
+    facts = run(ChordTrainConfig(data=data, out=out, preset=preset, fit=fit), log=typer.echo)
+    sizes = facts["bytes"]
+    assert isinstance(sizes, dict)
+    typer.echo(f"trained in {facts['train_seconds']} s; valid next-chord accuracy "
+               f"{facts['valid_accuracy']}; ONNX parity {facts['onnx_parity']:.1e}; "
+               f"{sum(sizes.values()) / 2**20:.2f} MiB in {out}")  # fmt: skip
 
 
 def export(
