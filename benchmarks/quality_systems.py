@@ -87,13 +87,17 @@ class WithoutPastContext:
         return self.backend.initial_state(batch)
 
     def step(
-        self, state: ModelState, audio: np.ndarray, noise: np.ndarray
+        self,
+        state: ModelState,
+        audio: np.ndarray,
+        noise: np.ndarray,
+        steer: np.ndarray | None = None,
     ) -> tuple[ModelState, np.ndarray]:
         batch = state.batch
         if batch not in self._empty_generator:  # the graphs never write into their inputs
             self._empty_generator[batch] = self.backend.initial_state(batch).generator
         forgotten = replace(state, generator=self._empty_generator[batch])
-        return self.backend.step(forgotten, audio, noise)
+        return self.backend.step(forgotten, audio, noise, steer)
 
 
 def build_held_out(

@@ -24,6 +24,8 @@ class ModelInfo:
     anticipation: int
     window: int
     codec_latency: int  # samples by which the codec's analysis + synthesis delay its output
+    # Attributes the generator can be steered along (`bandmate steer build`); () for none.
+    steering: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ def load_engine_checkpoint(
         anticipation=int(generator["anticipation"]),
         window=int(generator["window"]),
         codec_latency=config.codec_latency,
+        steering=tuple(config.steering["attributes"])
+        if config.steering is not None
+        and config.onnx.generator is not None
+        and "steer" in config.onnx.generator.inputs
+        else (),
     )
     try:
         spectral = SpectralConfig(**config.codec["spectral"])

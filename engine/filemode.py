@@ -51,11 +51,20 @@ def read_input(path: Path, channel: int | None = None) -> tuple[np.ndarray, int]
 
 
 def accompany(
-    audio: np.ndarray, rate: int, backend: Backend, seed: int = 0, blocksize: int = 256
+    audio: np.ndarray,
+    rate: int,
+    backend: Backend,
+    seed: int = 0,
+    blocksize: int = 256,
+    steer: dict[str, float] | None = None,
 ) -> FileResult:
+    """`steer`: attribute -> alpha for the whole file (gliding in from 0 over the first
+    hops, as a knob would)."""
     if blocksize < 1:
         raise EngineError(f"block size must be positive, not {blocksize}")
     session = Session(backend, SessionConfig(device_rate=rate, seed=seed))
+    if steer:
+        session.steer(steer)
     latency = session.latency_samples
     # Flush the latency at the end with silence, so every input sample gets its accompaniment.
     padded = np.concatenate([audio, np.zeros(latency, np.float32)])

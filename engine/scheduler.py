@@ -65,8 +65,11 @@ class BatchScheduler:
     def _round(self, ready: list[Session]) -> None:
         hops = np.stack([s.take_hop() for s in ready])
         noise = np.stack([s.next_noise() for s in ready])
+        steer = np.stack([s.next_steer() for s in ready])
         started = time.perf_counter()
-        state, out = self.backend.step(ModelState.concat([s.state for s in ready]), hops, noise)
+        state, out = self.backend.step(
+            ModelState.concat([s.state for s in ready]), hops, noise, steer
+        )
         elapsed = time.perf_counter() - started
         for session, own_state, own_out in zip(ready, state.split(), out, strict=True):
             session.accept(own_state, own_out, elapsed)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -32,12 +32,16 @@ from engine.backends.base import Backend, ModelState
 from engine.errors import EngineError
 from engine.ringbuffer import RingBuffer
 from engine.telemetry import Telemetry
+from models.attributes import ATTRIBUTES
 
 RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 SUPPORTED_RATES = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000, 176_400, 192_000)
 # `process` feeds at most this many samples before reading: well inside the output FIFO's
 # 65,536 samples of room beyond its prefill.
 PROCESS_PIECE = 16_384
+# Steering moves at most this much alpha per hop (0 -> 1 in about 0.2 s): a knob turned fast
+# glides instead of jumping, and the decoder's crossfade smooths each hop's change further.
+STEER_SLEW_PER_HOP = 0.1
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Controls:
 
     gain: float = 1.0  # accompaniment gain, linear
     noise_scale: float = 1.0  # scales the generator's noise: 0 is deterministic
+    steer: dict[str, float] = field(default_factory=dict)  # attribute -> alpha, 0 unsteered
 
 
 def check_rate(rate: int) -> None:
@@ -123,6 +128,7 @@ class Session:
         self.state = backend.initial_state(1)
         self.rng = np.random.default_rng(config.seed)
         self._gain_now = self.controls.gain
+        self._steer_now = np.zeros(len(ATTRIBUTES), np.float32)
         resample = self.device_rate != self.model_rate
         q = config.resample_quality
         self._into_model = _resampler(self.device_rate, self.model_rate, q) if resample else None
@@ -174,6 +180,25 @@ class Session:
             self._reset_at_next_hop = False
         return self._hops.popleft()
 
+    def steer(self, alphas: dict[str, float]) -> None:
+        """Set the steering targets (attribute -> alpha; others keep theirs). The alphas the
+        generator sees glide there, STEER_SLEW_PER_HOP per hop."""
+        steerable = self.backend.info.steering
+        for name, alpha in alphas.items():
+            if name not in steerable:
+                have = ", ".join(steerable) or "none (run 'bandmate steer build')"
+                raise EngineError(f"cannot steer {name!r}: this checkpoint steers {have}")
+            if not np.isfinite(alpha):
+                raise EngineError(f"steering {name}: alpha must be a finite number, not {alpha}")
+        self.controls.steer = {**self.controls.steer, **alphas}
+
+    def next_steer(self) -> np.ndarray:
+        """This hop's alphas [A]: a step of the glide towards the targets."""
+        target = np.array([self.controls.steer.get(a, 0.0) for a in ATTRIBUTES], np.float32)
+        move = np.clip(target - self._steer_now, -STEER_SLEW_PER_HOP, STEER_SLEW_PER_HOP)
+        self._steer_now = (self._steer_now + move).astype(np.float32)
+        return self._steer_now.copy()
+
     def next_noise(self) -> np.ndarray:
         noise = self.rng.standard_normal(self.backend.info.noise_dim).astype(np.float32)
         return noise * np.float32(self.controls.noise_scale)
@@ -214,9 +239,9 @@ class Session:
         """Run the model on every complete hop, one at a time."""
         while self._hops:
             hop = self.take_hop()
-            noise = self.next_noise()
+            noise, steer = self.next_noise(), self.next_steer()
             started = time.perf_counter()
-            state, out = self.backend.step(self.state, hop[None], noise[None])
+            state, out = self.backend.step(self.state, hop[None], noise[None], steer[None])
             self.accept(state, out[0], time.perf_counter() - started)
 
     def process(self, block: np.ndarray) -> np.ndarray:

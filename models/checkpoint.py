@@ -22,6 +22,7 @@ from models.generator import Generator, GeneratorConfig
 
 CODEC_WEIGHTS = "codec.safetensors"
 GENERATOR_WEIGHTS = "generator.safetensors"
+STEERING_WEIGHTS = "steering.safetensors"  # one named tensor per attribute (`steer build`)
 T = TypeVar("T")
 
 
@@ -128,4 +129,33 @@ def load_generator(directory: Path) -> Generator:
         raise CheckpointError(f"checkpoint {directory}: has no generator (a codec-only checkpoint)")
     generator = Generator(config_from_dict(GeneratorConfig, config.generator))
     load_weights(generator, Path(directory) / GENERATOR_WEIGHTS)
+    if config.steering is not None:
+        generator.install_steering(load_steering(Path(directory)))
+        # Dual steering orthogonalises by default; naive addition is kept for comparison.
+        generator.orthogonal_steering = bool(config.steering.get("orthogonal", True))
     return generator.eval()
+
+
+def stored_dtype(path: Path) -> str:
+    """How a weights file stores its tensors: "float32" or "float16"."""
+    tensors = load_file(str(path))
+    first = next(iter(tensors.values()))
+    return "float16" if first.dtype == torch.float16 else "float32"
+
+
+def save_steering(directory: Path, vectors: dict[str, torch.Tensor]) -> None:
+    path = Path(directory) / STEERING_WEIGHTS
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in vectors.items()},
+              str(tmp))  # fmt: skip
+    tmp.replace(path)
+
+
+def load_steering(directory: Path) -> dict[str, torch.Tensor]:
+    path = Path(directory) / STEERING_WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (config.json lists steering vectors)")
+    try:
+        return dict(load_file(str(path)))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt steering vectors ({exc})") from None

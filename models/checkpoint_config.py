@@ -7,6 +7,7 @@ A checkpoint directory holds:
     config.json                 this schema
     codec.safetensors           codec weights (torch backend, training, export)
     generator.safetensors       generator weights, if trained
+    steering.safetensors        steering vectors, one named tensor per attribute, if built
     encoder_step.onnx, decoder_step.onnx, generator_step.onnx   after `bandmate export`
 """
 
@@ -69,6 +70,9 @@ class CheckpointConfig(BaseModel):
     git_commit: str | None = None
     training: dict[str, Any] = {}  # steps, wall time, validation figures
     onnx: OnnxSpec | None = None
+    # `bandmate steer build`'s record (attributes, layers, quantile, frames); the vectors
+    # themselves are steering.safetensors. None: the generator cannot be steered.
+    steering: dict[str, Any] | None = None
 
     @property
     def window(self) -> int | None:

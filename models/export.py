@@ -4,8 +4,9 @@ Three graphs, each one streaming step with its state as explicit inputs and outp
 dynamic batch axis (so the engine can step many sessions as one batch):
     encoder_step:   bands [B, D]                            -> latent [B, D]
     decoder_step:   latent [B, D], conv caches             -> spectrum [B, K], conv caches
-    generator_step: live [B, D], noise [B, N], position [B],
+    generator_step: live [B, D], noise [B, N], steer [B, A], position [B],
                     keys, values [B, layers, H, W, Dh]      -> out [B, D], position, keys, values
+(steer: alpha per steering attribute, models/attributes.py; zeros play unsteered.)
 The codec's fixed analysis (audio -> bands) and synthesis (spectrum -> audio) are numpy code
 the engine runs around the graphs (models/spectral.py): an STFT does not export to ONNX.
 Export checks ONNX against torch over `parity_frames` consecutive frames and records the
@@ -23,12 +24,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.attributes import ATTRIBUTES
 from models.checkpoint import (
     CODEC_WEIGHTS,
     GENERATOR_WEIGHTS,
     load_codec,
     load_encoder,
     load_generator,
+    save_steering,
     save_weights,
 )
 from models.checkpoint_config import (
@@ -72,9 +75,15 @@ class GeneratorStep(nn.Module):
         self.generator = generator
 
     def forward(
-        self, live: Tensor, noise: Tensor, position: Tensor, keys: Tensor, values: Tensor
+        self,
+        live: Tensor,
+        noise: Tensor,
+        steer: Tensor,
+        position: Tensor,
+        keys: Tensor,
+        values: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        state, out = self.generator.step(KVState(keys, values, position), live, noise)
+        state, out = self.generator.step(KVState(keys, values, position), live, noise, steer)
         return out, state.position, state.keys, state.values
 
 
@@ -115,7 +124,7 @@ def export_generator(generator: Generator, out: Path) -> GraphSpec:
     c = generator.config
     state = generator.init_state(1)
     spec = GraphSpec(
-        file="generator_step.onnx", inputs=["live", "noise"], outputs=["out"],
+        file="generator_step.onnx", inputs=["live", "noise", "steer"], outputs=["out"],
         state=[
             StateSpec(input="position", output="next_position", shape=[], dtype="int64"),
             *_state_specs("keys", [state.keys]), *_state_specs("values", [state.values]),
@@ -124,6 +133,7 @@ def export_generator(generator: Generator, out: Path) -> GraphSpec:
     args = (
         torch.zeros(1, c.latent_dim),
         torch.zeros(1, c.noise_dim),
+        torch.zeros(1, len(ATTRIBUTES)),
         state.position,
         state.keys,
         state.values,
@@ -184,8 +194,15 @@ def check_parity(codec: Codec, generator: Generator | None, out: Path, spec: Onn
             [
                 rng.standard_normal((2, dim)).astype(np.float32),
                 rng.standard_normal((2, noise_dim)).astype(np.float32),
+                # Steered frames (two attributes at once, so the orthogonalisation runs too),
+                # then unsteered ones.
+                (
+                    rng.uniform(-2, 2, (2, len(ATTRIBUTES)))
+                    * (np.arange(len(ATTRIBUTES)) < 2)
+                    * (frame < frames // 2)
+                ).astype(np.float32),
             ]
-            for _ in range(frames)
+            for frame in range(frames)
         ]
         state = generator.init_state(2)
         init = [state.position.numpy(), state.keys.numpy(), state.values.numpy()]
@@ -215,6 +232,7 @@ def swap_codec(
 def with_temperature(generator: Generator, temperature: float) -> Generator:
     playing = Generator(replace(generator.config, temperature=temperature))
     playing.load_state_dict(generator.state_dict())
+    playing.steering.copy_(generator.steering)  # not in the state dict
     return playing.eval()
 
 
@@ -257,6 +275,8 @@ def export_checkpoint(checkpoint: Path, out: Path, weights_dtype: str = "float32
     save_weights(codec, out / CODEC_WEIGHTS, dtype)
     if generator is not None:
         save_weights(generator, out / GENERATOR_WEIGHTS, dtype)
+        if config.steering is not None:
+            save_steering(out, dict(zip(ATTRIBUTES, generator.steering, strict=True)))
     config.onnx = spec
     write_checkpoint_config(out, config)
     for extra in ("README.md",):

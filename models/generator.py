@@ -16,6 +16,13 @@ ALiBi depends only on distances, so a stream of any length needs no absolute pos
 stays exact after hours; RoPE would rotate by ever larger angles in float32. Training runs
 the whole sequence in one pass under exactly this mask; streaming runs `step` with a rolling
 KV cache of W slots, so the two compute the same function (tested to 1e-4).
+
+Steering (the activation-steering seed paper): one difference-in-means vector per attribute
+and layer (`bandmate steer build`, models/steering.py), added to the residual stream after
+that layer as h_l += sum_k alpha_k v_kl. alpha is an input per frame, so a frame's keys and
+values keep the alpha they were computed with. With several attributes steered at once, each
+vector is first made orthogonal (Gram-Schmidt, per layer) to those before it in ATTRIBUTES
+order that are being steered, so steering a second attribute does not move the first.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.attributes import ATTRIBUTES
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,7 @@ class Generator(nn.Module):
     slopes: Tensor
     band_mean: Tensor
     band_std: Tensor
+    steering: Tensor
 
     def __init__(self, config: GeneratorConfig):
         super().__init__()
@@ -172,6 +182,12 @@ class Generator(nn.Module):
         # in by the trainer: the generator reads pitch and level in log energies.
         self.register_buffer("band_mean", torch.zeros(config.latent_dim))
         self.register_buffer("band_std", torch.ones(config.latent_dim))
+        # [attributes, layers, d_model]; zeros (steering does nothing) until built. Not in the
+        # weights file: a checkpoint keeps its vectors apart (models/checkpoint.py).
+        shape = (len(ATTRIBUTES), config.n_layers, config.d_model)
+        self.register_buffer("steering", torch.zeros(shape), persistent=False)
+        # Naive addition of the vectors instead, for comparison (`bench steering`).
+        self.orthogonal_steering = True
         self.apply(self._init)
 
     @staticmethod
@@ -212,14 +228,56 @@ class Generator(nn.Module):
         ) / self.band_std[: c.pitch_bands]
         return torch.cat([pitch, high], dim=-1), logits, level
 
-    def forward(self, live: Tensor, noise: Tensor) -> GeneratorOutput:
-        """Parallel pass for training. live [B, L, D], noise [B, L, noise_dim]; output t is
-        the accompaniment for frame t + a."""
+    def install_steering(self, vectors: dict[str, Tensor]) -> None:
+        """Named vectors [layers, d_model] into the steering buffer (ATTRIBUTES order); an
+        attribute not named steers nothing."""
+        unknown = set(vectors) - set(ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"unknown steering attributes: {', '.join(sorted(unknown))}")
+        with torch.no_grad():
+            self.steering.zero_()
+            for name, vector in vectors.items():
+                self.steering[ATTRIBUTES.index(name)] = vector.to(self.steering.dtype)
+
+    def steering_delta(self, alpha: Tensor) -> Tensor:
+        """alpha [..., attributes] -> what steering adds to each layer's output [..., layers, d].
+
+        Gram-Schmidt with soft membership: attribute j takes part in orthogonalising those
+        after it with weight min(|alpha_j|, 1), so the directions turn smoothly as an alpha
+        ramps up from 0 instead of jumping when it leaves 0."""
+        vectors = self.steering.to(alpha.dtype)
+        if not self.orthogonal_steering:
+            return torch.einsum("...a,ald->...ld", alpha, vectors)
+        activity = alpha.abs().clamp(max=1.0)
+        units: list[Tensor] = []
+        delta = torch.zeros(*alpha.shape[:-1], *vectors.shape[1:], dtype=alpha.dtype,
+                            device=alpha.device)  # fmt: skip
+        for k in range(vectors.shape[0]):
+            u = vectors[k].expand_as(delta)
+            for j, unit in enumerate(units):
+                along = (u * unit).sum(-1, keepdim=True) * unit
+                u = u - activity[..., j, None, None] * along
+            units.append(u / u.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+            delta = delta + alpha[..., k, None, None] * u
+        return delta
+
+    def residuals(self, live: Tensor, noise: Tensor, steer: Tensor | None = None) -> Tensor:
+        """Each layer's output, the residual stream steering reads and writes: [B, L, layers, d]."""
         x = self.embed(live, noise)
         bias = window_bias(live.shape[1], self.config.window, self.slopes).to(x.dtype)
-        for block in self.blocks:
+        delta = None if steer is None else self.steering_delta(steer)
+        layers = []
+        for i, block in enumerate(self.blocks):
             x = block(x, bias)
-        return GeneratorOutput(*self.unembed(x))
+            if delta is not None:
+                x = x + delta[:, :, i]
+            layers.append(x)
+        return torch.stack(layers, 2)
+
+    def forward(self, live: Tensor, noise: Tensor, steer: Tensor | None = None) -> GeneratorOutput:
+        """Parallel pass for training. live [B, L, D], noise [B, L, noise_dim], steer (alpha
+        per attribute) [B, L, attributes] or None; output t is the accompaniment for t + a."""
+        return GeneratorOutput(*self.unembed(self.residuals(live, noise, steer)[:, :, -1]))
 
     def layer_blocks(self) -> list[Block]:
         return list(self.blocks)  # type: ignore[arg-type]
@@ -233,8 +291,11 @@ class Generator(nn.Module):
             position=torch.zeros(batch, dtype=torch.long, device=device),
         )
 
-    def step(self, state: KVState, live: Tensor, noise: Tensor) -> tuple[KVState, Tensor]:
-        """One frame for each stream. live [B, D], noise [B, noise_dim] -> out [B, D]."""
+    def step(
+        self, state: KVState, live: Tensor, noise: Tensor, steer: Tensor | None = None
+    ) -> tuple[KVState, Tensor]:
+        """One frame for each stream. live [B, D], noise [B, noise_dim], steer [B, attributes]
+        or None -> out [B, D]."""
         window = self.config.window
         slot = state.position % window  # [B]
         # Distance from this frame to the frame in each slot, after writing this one.
@@ -244,9 +305,12 @@ class Generator(nn.Module):
         bias = -self.slopes[None, :, None] * distance[:, None, :].to(live.dtype)  # [B, H, W]
         bias = bias.masked_fill(~valid[:, None, :], float("-inf")).unsqueeze(2)  # [B, H, 1, W]
         x = self.embed(live, noise).unsqueeze(1)  # [B, 1, d]
+        delta = None if steer is None else self.steering_delta(steer).unsqueeze(1)
         keys, values = [], []
         for layer, block in enumerate(self.layer_blocks()):
             x, k, v = block.step(x, state.keys[:, layer], state.values[:, layer], slot, bias)
+            if delta is not None:
+                x = x + delta[:, :, layer]
             keys.append(k)
             values.append(v)
         out = self.unembed(x)[0].squeeze(1)

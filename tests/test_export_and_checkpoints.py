@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.attributes import ATTRIBUTES
 from models.checkpoint import load_codec, load_generator
 from models.checkpoint_config import CheckpointError, read_checkpoint_config
 from models.export import check_parity
@@ -38,7 +39,8 @@ def test_export_then_onnxruntime_load_then_step(tiny_checkpoint: Path) -> None:
         ("decoder", config.onnx.decoder, {"latent": np.zeros((3, config.latent_dim), np.float32)}),
         ("generator", config.onnx.generator, {
             "live": np.zeros((3, config.latent_dim), np.float32),
-            "noise": np.ones((3, int(config.generator["noise_dim"])), np.float32)}),  # type: ignore[index]
+            "noise": np.ones((3, int(config.generator["noise_dim"])), np.float32),  # type: ignore[index]
+            "steer": np.zeros((3, len(ATTRIBUTES)), np.float32)}),
     ):  # fmt: skip
         session = ort.InferenceSession(
             str(tiny_checkpoint / spec.file), providers=["CPUExecutionProvider"]

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from engine.checkpoint import EngineCheckpoint, ModelInfo
+from models.attributes import ATTRIBUTES
 from models.spectral import SpectralCodec
 
 Arrays = list[np.ndarray]
@@ -62,9 +63,15 @@ class Backend(Protocol):
     def initial_state(self, batch: int = 1) -> ModelState: ...
 
     def step(
-        self, state: ModelState, audio: np.ndarray, noise: np.ndarray
+        self,
+        state: ModelState,
+        audio: np.ndarray,
+        noise: np.ndarray,
+        steer: np.ndarray | None = None,
     ) -> tuple[ModelState, np.ndarray]:
-        """audio [B, hop], noise [B, noise_dim] float32 -> (state, accompaniment [B, hop])."""
+        """audio [B, hop], noise [B, noise_dim], steer (alpha per steering attribute, in
+        models.attributes.ATTRIBUTES order) [B, A] or None, float32
+        -> (state, accompaniment [B, hop])."""
         ...
 
 
@@ -86,7 +93,7 @@ class ModelBackend:
         raise NotImplementedError
 
     def run_generator(
-        self, latent: np.ndarray, noise: np.ndarray, state: Arrays
+        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: Arrays
     ) -> tuple[np.ndarray, Arrays]:
         raise NotImplementedError
 
@@ -115,10 +122,16 @@ class ModelBackend:
         return latent, replace(state, analysis=analysis, encoder=encoder)
 
     def generate(
-        self, state: ModelState, latent: np.ndarray, noise: np.ndarray
+        self,
+        state: ModelState,
+        latent: np.ndarray,
+        noise: np.ndarray,
+        steer: np.ndarray | None = None,
     ) -> tuple[np.ndarray, ModelState]:
         """The live part's latent for frame t -> the accompaniment latent for frame t + a."""
-        accompaniment, generator = self.run_generator(latent, noise, state.generator)
+        if steer is None:
+            steer = np.zeros((len(latent), len(ATTRIBUTES)), np.float32)
+        accompaniment, generator = self.run_generator(latent, noise, steer, state.generator)
         return accompaniment, replace(state, generator=generator)
 
     def decode(self, state: ModelState, latent: np.ndarray) -> tuple[np.ndarray, ModelState]:
@@ -128,9 +141,13 @@ class ModelBackend:
         return audio, replace(state, decoder=decoder, synthesis=synthesis)
 
     def step(
-        self, state: ModelState, audio: np.ndarray, noise: np.ndarray
+        self,
+        state: ModelState,
+        audio: np.ndarray,
+        noise: np.ndarray,
+        steer: np.ndarray | None = None,
     ) -> tuple[ModelState, np.ndarray]:
         latent, state = self.encode(state, audio)
-        accompaniment, state = self.generate(state, latent, noise)
+        accompaniment, state = self.generate(state, latent, noise, steer)
         out, state = self.decode(state, accompaniment)
         return state, out

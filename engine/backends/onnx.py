@@ -74,9 +74,13 @@ class OnnxBackend(ModelBackend):
         return latent, state
 
     def run_generator(
-        self, latent: np.ndarray, noise: np.ndarray, state: Arrays
+        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: Arrays
     ) -> tuple[np.ndarray, Arrays]:
-        accompaniment, *state = self.run_graph("generator", [latent, noise], state)
+        # Graphs exported before steering have no steer input; the session never steers them
+        # (ModelInfo.steering is empty).
+        inputs = [latent, noise, steer] if "steer" in self.specs["generator"].inputs else [
+            latent, noise]  # fmt: skip
+        accompaniment, *state = self.run_graph("generator", inputs, state)
         return accompaniment, state
 
     def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:

@@ -61,12 +61,14 @@ class TorchBackend(ModelBackend):
     def _encoder(self, bands: Any) -> tuple[Any, ...]:
         return (self.codec.encode_step(bands),)
 
-    def _generator(self, latent: Any, noise: Any, position: Any, keys: Any, values: Any
-                   ) -> tuple[Any, ...]:  # fmt: skip
+    def _generator(self, latent: Any, noise: Any, steer: Any, position: Any, keys: Any,
+                   values: Any) -> tuple[Any, ...]:  # fmt: skip
         from models.generator import KVState
 
         assert self.generator is not None, "a codec-only checkpoint cannot generate"
-        kv, accompaniment = self.generator.step(KVState(keys, values, position), latent, noise)
+        kv, accompaniment = self.generator.step(
+            KVState(keys, values, position), latent, noise, steer
+        )
         return accompaniment, kv.position, kv.keys, kv.values
 
     def _decoder(self, latent: Any, *state: Any) -> tuple[Any, ...]:
@@ -86,9 +88,11 @@ class TorchBackend(ModelBackend):
         return latent, []
 
     def run_generator(
-        self, latent: np.ndarray, noise: np.ndarray, state: Arrays
+        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: Arrays
     ) -> tuple[np.ndarray, Arrays]:
-        accompaniment, *state = self._run("generator", self._generator, [latent, noise, *state])
+        accompaniment, *state = self._run(
+            "generator", self._generator, [latent, noise, steer, *state]
+        )
         return accompaniment, state
 
     def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:

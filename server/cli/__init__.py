@@ -26,6 +26,7 @@ from server.cli import (  # noqa: E402  (register their commands)
     models,
     serve,
     session,
+    steer,
 )
 
 
@@ -60,6 +61,7 @@ serve.register(app)
 client.register(app)
 bci.register(app)
 session.register(app)
+steer.register(app)
 
 
 def user_error_types() -> tuple[type[Exception], ...]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from server.cli.steer import STEER_HELP, parse_steer
+
 CHECKPOINT_HELP = "Exported checkpoint directory (default: the shipped one)."
 BACKEND_HELP = "onnx, torch, or auto (onnxruntime; its CUDA provider when there is a GPU)."
 
@@ -22,6 +24,7 @@ def accompany_command(
     backend: str = typer.Option("auto", help=BACKEND_HELP),
     blocksize: int = typer.Option(256, help="Frames per block, as a sound card would deliver."),
     channel: int | None = typer.Option(None, help="Input channel (0-based); default: downmix."),
+    steer: list[str] | None = typer.Option(None, "--steer", help=STEER_HELP),
 ) -> None:
     """Accompany a recording through the same Session code path as a live jam."""
     from engine.backends import create_backend
@@ -31,7 +34,8 @@ def accompany_command(
     audio, rate = read_input(input_path, channel)
     model = create_backend(load_engine_checkpoint(checkpoint), backend)
     typer.echo(f"backend: {model.name}; {len(audio) / rate:.1f} s at {rate} Hz")
-    result = accompany(audio, rate, model, seed=seed, blocksize=blocksize)
+    result = accompany(audio, rate, model, seed=seed, blocksize=blocksize,
+                       steer=parse_steer(steer))  # fmt: skip
     write_audio(output, result.accompaniment, rate)
     if mix is not None:
         write_audio(mix, audio + result.accompaniment, rate)
