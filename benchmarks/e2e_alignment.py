@@ -17,7 +17,6 @@ All indices here are at the model rate, which `bandmate bench e2e` runs JACK at.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,8 +59,10 @@ def informative(window: np.ndarray) -> bool:
 
 
 def fork(session: Session) -> Session:
-    """An independent copy of the session's streaming state, sharing its model."""
-    return copy.deepcopy(session, {id(session.backend): session.backend})
+    """An independent session that continues exactly as `session` would, sharing its model."""
+    forked = Session(session.backend, session.config)
+    forked.restore(session.snapshot())
+    return forked
 
 
 def fresh_session(backend: Backend, seed: int) -> Session:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engine.backends import Backend, ModelInfo, ModelState
+from engine.backends import Backend, GeneratorState, ModelInfo, ModelState
 from engine.filemode import accompany
 from models.data.build import BuildConfig, build_piece, piece_dir, plan
 from models.data.manifest import (
@@ -72,7 +72,7 @@ class WithoutPastContext:
     rolling KV window. Emptying that window (and its position) before every step leaves
     attention only the current frame, so the output becomes f(m_t, noise_t): the same trained
     weights with a context of one frame. This is the faithful ablation at the cost of nothing
-    (no retraining, no new graph): the generator's state is a flat list, reset per hop.
+    (no retraining, no new graph): the generator's state, its KV window, is reset per hop.
     The codec's analysis, decoder and synthesis state are kept: they are the codec's own
     window overlap, which makes m_t and continuous audio, not the generator's context.
     """
@@ -81,7 +81,7 @@ class WithoutPastContext:
         self.backend = backend
         self.name = f"{backend.name}, no past context"
         self.info: ModelInfo = backend.info
-        self._empty_generator: dict[int, list[np.ndarray]] = {}
+        self._empty_generator: dict[int, GeneratorState | None] = {}
 
     def initial_state(self, batch: int = 1) -> ModelState:
         return self.backend.initial_state(batch)

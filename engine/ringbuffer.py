@@ -53,6 +53,15 @@ class RingBuffer:
         self.read_into(out)
         return out
 
+    def peek(self) -> np.ndarray:
+        """Every unread sample as a new array, left unread (a snapshot's copy; allocates)."""
+        out = np.empty(self.available(), np.float32)
+        start = self._read % self.capacity
+        first = min(len(out), self.capacity - start)
+        out[:first] = self._data[start : start + first]
+        out[first:] = self._data[: len(out) - first]
+        return out
+
     def skip(self, n: int) -> int:
         """Drop up to n of the oldest samples (the reader's side)."""
         n = min(n, self.available())

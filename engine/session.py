@@ -17,14 +17,18 @@ codec's share is rounded to the nearest device sample.
 
 `process` runs everything synchronously (file mode, the live worker). A batch scheduler
 instead calls feed / take_hop / next_noise / accept / read, stepping many sessions at once.
+`snapshot` / `restore` move a session's whole streaming state, so a benchmark or an aligner
+can fork a session and continue it twice.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +64,25 @@ class Controls:
     gain: float = 1.0  # accompaniment gain, linear
     noise_scale: float = 1.0  # scales the generator's noise: 0 is deterministic
     steer: dict[str, float] = field(default_factory=dict)  # attribute -> alpha, 0 unsteered
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """Everything a session will play depends on, at one instant between calls: restored into
+    a session of the same backend, it continues bit-identically. Telemetry is not in it: it
+    measures this session's compute, not what it plays."""
+
+    config: SessionConfig  # its seed is what a reset starts the noise from
+    model: ModelState
+    rng: Mapping[str, Any]  # the noise generator's bit-generator state
+    controls: Controls
+    gain_now: float  # where the gain ramp stands
+    steer_now: np.ndarray  # where the steering glide stands
+    framing: np.ndarray  # the input hop being filled
+    hops: tuple[np.ndarray, ...]  # complete input hops not yet stepped
+    output: np.ndarray  # the output FIFO's unread samples
+    reset_pending: bool
+    underruns: int
 
 
 def check_rate(rate: int) -> None:
@@ -260,6 +283,52 @@ class Session:
             self.step_pending()
             out[start : start + len(piece)] = self.read(len(piece))
         return out
+
+    # -- its whole state -------------------------------------------------------------------
+    def snapshot(self) -> SessionSnapshot:
+        """A copy of every piece of streaming state, independent of this session from now on.
+        Only at the model rate: soxr keeps a resampler's state to itself."""
+        if self._into_model is not None:
+            raise EngineError(
+                f"a session at {self.device_rate} Hz resamples, and soxr cannot hand over its "
+                f"state: snapshot a session at the model rate ({self.model_rate} Hz)"
+            )
+        return SessionSnapshot(
+            config=self.config,
+            model=self.state.copy(),
+            rng=self.rng.bit_generator.state,
+            controls=replace(self.controls, steer=dict(self.controls.steer)),
+            gain_now=self._gain_now,
+            steer_now=self._steer_now.copy(),
+            framing=self._framing[: self._framed].copy(),
+            hops=tuple(hop.copy() for hop in self._hops),
+            output=self._output.peek(),
+            reset_pending=self._reset_at_next_hop,
+            underruns=self.underruns,
+        )
+
+    def restore(self, snapshot: SessionSnapshot) -> None:
+        """Continue from `snapshot` (taken from this session or another of the same backend
+        and rate), exactly as the session it was taken from would."""
+        if snapshot.config.device_rate != self.device_rate or self._into_model is not None:
+            raise EngineError(
+                f"a snapshot at {snapshot.config.device_rate} Hz cannot be restored into a "
+                f"session at {self.device_rate} Hz"
+            )
+        self.config = snapshot.config
+        self.state = snapshot.model.copy()
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = dict(snapshot.rng)
+        self.controls = replace(snapshot.controls, steer=dict(snapshot.controls.steer))
+        self._gain_now = snapshot.gain_now
+        self._steer_now = snapshot.steer_now.copy()
+        self._framed = len(snapshot.framing)
+        self._framing[: self._framed] = snapshot.framing
+        self._hops = deque(hop.copy() for hop in snapshot.hops)
+        self._output.skip(self._output.available())
+        self._output.write(snapshot.output)
+        self._reset_at_next_hop = snapshot.reset_pending
+        self.underruns = snapshot.underruns
 
     def reset(self) -> None:
         """Start the accompaniment afresh at the next hop; timing stays where it is."""

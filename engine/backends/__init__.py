@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backends.base import Backend, ModelBackend, ModelInfo, ModelState
+from engine.backends.base import Backend, GeneratorState, ModelBackend, ModelInfo, ModelState
 from engine.checkpoint import EngineCheckpoint
 from engine.errors import EngineError
 
@@ -42,6 +42,7 @@ def warm_up(backend: Backend, batches: int) -> None:
 __all__ = [
     "BACKEND_CHOICES",
     "Backend",
+    "GeneratorState",
     "ModelBackend",
     "ModelInfo",
     "ModelState",

@@ -13,16 +13,43 @@ the signal processing around them is the same code for every backend and for tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
 from engine.checkpoint import EngineCheckpoint, ModelInfo
+from engine.errors import EngineError
 from models.attributes import ATTRIBUTES
 from models.spectral import SpectralCodec
 
 Arrays = list[np.ndarray]
+
+
+@dataclass
+class GeneratorState:
+    """The generator's rolling KV window for B sessions (models/generator.py's KVState, as
+    numpy arrays), batch-first like every state."""
+
+    position: np.ndarray  # [B] int64: frames stepped so far
+    keys: np.ndarray  # [B, layers, H, W, Dh]
+    values: np.ndarray  # [B, layers, H, W, Dh]
+
+    @staticmethod
+    def concat(states: list[GeneratorState]) -> GeneratorState:
+        return GeneratorState(
+            position=np.concatenate([s.position for s in states]),
+            keys=np.concatenate([s.keys for s in states]),
+            values=np.concatenate([s.values for s in states]),
+        )
+
+    def row(self, i: int) -> GeneratorState:
+        return GeneratorState(
+            self.position[i : i + 1], self.keys[i : i + 1], self.values[i : i + 1]
+        )
+
+    def copy(self) -> GeneratorState:
+        return GeneratorState(self.position.copy(), self.keys.copy(), self.values.copy())
 
 
 @dataclass
@@ -31,9 +58,9 @@ class ModelState:
     so batching sessions is a concatenation and un-batching a split."""
 
     analysis: Arrays  # the input samples the next analysis window still needs
-    encoder: Arrays
-    generator: Arrays  # position [B], keys, values [B, layers, H, W, Dh]
-    decoder: Arrays  # the decoder network's convolution caches
+    encoder: Arrays  # the encoder network's state, in its step graph's state order
+    generator: GeneratorState | None  # None for a codec-only checkpoint (`bandmate codec`)
+    decoder: Arrays  # the decoder network's convolution caches, in its graph's state order
     synthesis: Arrays  # previous log-magnitude and phase, overlap-add tail
 
     @property
@@ -42,18 +69,47 @@ class ModelState:
 
     @staticmethod
     def concat(states: list[ModelState]) -> ModelState:
-        def join(name: str) -> Arrays:
-            columns = zip(*(getattr(s, name) for s in states), strict=True)
-            return [np.concatenate(column) for column in columns]
+        def join(arrays: list[Arrays]) -> Arrays:
+            return [np.concatenate(column) for column in zip(*arrays, strict=True)]
 
-        return ModelState(**{f.name: join(f.name) for f in fields(ModelState)})
+        generators = [s.generator for s in states if s.generator is not None]
+        return ModelState(
+            analysis=join([s.analysis for s in states]),
+            encoder=join([s.encoder for s in states]),
+            generator=GeneratorState.concat(generators) if generators else None,
+            decoder=join([s.decoder for s in states]),
+            synthesis=join([s.synthesis for s in states]),
+        )
 
     def split(self) -> list[ModelState]:
         def row(i: int) -> ModelState:
-            return ModelState(**{f.name: [a[i : i + 1] for a in getattr(self, f.name)]
-                                 for f in fields(ModelState)})  # fmt: skip
+            def take(arrays: Arrays) -> Arrays:
+                return [a[i : i + 1] for a in arrays]
+
+            return ModelState(
+                analysis=take(self.analysis),
+                encoder=take(self.encoder),
+                generator=None if self.generator is None else self.generator.row(i),
+                decoder=take(self.decoder),
+                synthesis=take(self.synthesis),
+            )
 
         return [row(i) for i in range(self.batch)]
+
+    def copy(self) -> ModelState:
+        """Its own arrays, so a kept state (a session's snapshot) holds whatever happens to
+        the one it was taken from."""
+
+        def own(arrays: Arrays) -> Arrays:
+            return [a.copy() for a in arrays]
+
+        return ModelState(
+            analysis=own(self.analysis),
+            encoder=own(self.encoder),
+            generator=None if self.generator is None else self.generator.copy(),
+            decoder=own(self.decoder),
+            synthesis=own(self.synthesis),
+        )
 
 
 class Backend(Protocol):
@@ -85,16 +141,16 @@ class ModelBackend:
         self.spectral = SpectralCodec(checkpoint.spectral)
 
     # -- the networks, per backend ------------------------------------------------------------
-    def network_state(self, batch: int) -> tuple[Arrays, Arrays, Arrays]:
-        """Initial (encoder, generator, decoder) state."""
+    def network_state(self, batch: int) -> tuple[Arrays, GeneratorState | None, Arrays]:
+        """Initial (encoder, generator, decoder) state; no generator in a codec-only one."""
         raise NotImplementedError
 
     def run_encoder(self, bands: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
         raise NotImplementedError
 
     def run_generator(
-        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: Arrays
-    ) -> tuple[np.ndarray, Arrays]:
+        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: GeneratorState
+    ) -> tuple[np.ndarray, GeneratorState]:
         raise NotImplementedError
 
     def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
@@ -129,6 +185,8 @@ class ModelBackend:
         steer: np.ndarray | None = None,
     ) -> tuple[np.ndarray, ModelState]:
         """The live part's latent for frame t -> the accompaniment latent for frame t + a."""
+        if state.generator is None:
+            raise EngineError("a codec-only checkpoint cannot generate")
         if steer is None:
             steer = np.zeros((len(latent), len(ATTRIBUTES)), np.float32)
         accompaniment, generator = self.run_generator(latent, noise, steer, state.generator)

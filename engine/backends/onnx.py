@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backends.base import Arrays, ModelBackend
+from engine.backends.base import Arrays, GeneratorState, ModelBackend
 from engine.checkpoint import EngineCheckpoint
 from engine.errors import EngineError
 from models.checkpoint_config import GraphSpec
@@ -51,16 +51,30 @@ class OnnxBackend(ModelBackend):
         self.state_outputs = {
             name: spec.outputs + [s.output for s in spec.state] for name, spec in self.specs.items()
         }
+        # The generator graph's state inputs are named position, keys_in_0, values_in_0
+        # (models/export.py): each binds to the GeneratorState field its name starts with.
+        self.generator_fields: list[str] = []
+        if "generator" in self.specs:
+            names = [s.input for s in self.specs["generator"].state]
+            self.generator_fields = [name.split("_")[0] for name in names]
+            if sorted(self.generator_fields) != ["keys", "position", "values"]:
+                raise EngineError(f"the generator graph's state is {names}, not a KV window")
 
-    def network_state(self, batch: int) -> tuple[Arrays, Arrays, Arrays]:
+    def network_state(self, batch: int) -> tuple[Arrays, GeneratorState | None, Arrays]:
         def zeros(spec: GraphSpec) -> Arrays:
             return [
                 np.zeros((batch, *s.shape), np.int64 if s.dtype == "int64" else np.float32)
                 for s in spec.state
             ]
 
-        generator = zeros(self.specs["generator"]) if "generator" in self.specs else []
+        generator = None
+        if "generator" in self.specs:
+            generator = self._named(zeros(self.specs["generator"]))
         return zeros(self.specs["encoder"]), generator, zeros(self.specs["decoder"])
+
+    def _named(self, arrays: Arrays) -> GeneratorState:
+        """The generator graph's state, in its order, as named fields."""
+        return GeneratorState(**dict(zip(self.generator_fields, arrays, strict=True)))
 
     def run_graph(self, name: str, inputs: Arrays, state: Arrays) -> Arrays:
         """One of the three step graphs: its outputs, then its new state."""
@@ -74,14 +88,15 @@ class OnnxBackend(ModelBackend):
         return latent, state
 
     def run_generator(
-        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: Arrays
-    ) -> tuple[np.ndarray, Arrays]:
+        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: GeneratorState
+    ) -> tuple[np.ndarray, GeneratorState]:
         # Graphs exported before steering have no steer input; the session never steers them
         # (ModelInfo.steering is empty).
         inputs = [latent, noise, steer] if "steer" in self.specs["generator"].inputs else [
             latent, noise]  # fmt: skip
-        accompaniment, *state = self.run_graph("generator", inputs, state)
-        return accompaniment, state
+        ordered = [getattr(state, name) for name in self.generator_fields]
+        accompaniment, *new = self.run_graph("generator", inputs, ordered)
+        return accompaniment, self._named(new)
 
     def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
         spectrum, *state = self.run_graph("decoder", [latent], state)

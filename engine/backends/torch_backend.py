@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends.base import Arrays, ModelBackend
+from engine.backends.base import Arrays, GeneratorState, ModelBackend
 from engine.checkpoint import EngineCheckpoint
 from engine.errors import EngineError
 
@@ -50,12 +50,12 @@ class TorchBackend(ModelBackend):
         torch = self.torch
         return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
 
-    def network_state(self, batch: int) -> tuple[Arrays, Arrays, Arrays]:
+    def network_state(self, batch: int) -> tuple[Arrays, GeneratorState | None, Arrays]:
         decoder = [t.numpy() for t in self.codec.decoder.init_state(batch)]
         if self.generator is None:
-            return [], [], decoder
+            return [], None, decoder
         kv = self.generator.init_state(batch)
-        return [], [kv.position.numpy(), kv.keys.numpy(), kv.values.numpy()], decoder
+        return [], GeneratorState(kv.position.numpy(), kv.keys.numpy(), kv.values.numpy()), decoder
 
     # The parts as functions of tensors, in the ONNX graphs' input and state order.
     def _encoder(self, bands: Any) -> tuple[Any, ...]:
@@ -88,12 +88,11 @@ class TorchBackend(ModelBackend):
         return latent, []
 
     def run_generator(
-        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: Arrays
-    ) -> tuple[np.ndarray, Arrays]:
-        accompaniment, *state = self._run(
-            "generator", self._generator, [latent, noise, steer, *state]
-        )
-        return accompaniment, state
+        self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: GeneratorState
+    ) -> tuple[np.ndarray, GeneratorState]:
+        inputs = [latent, noise, steer, state.position, state.keys, state.values]
+        accompaniment, position, keys, values = self._run("generator", self._generator, inputs)
+        return accompaniment, GeneratorState(position, keys, values)
 
     def run_decoder(self, latent: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
         spectrum, *state = self._run("decoder", self._decoder, [latent, *state])
