@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from clients.errors import ClientError
 from clients.stream import StreamOptions, open_stream
 from engine.ringbuffer import RingBuffer
-from server.protocol import encode_pcm, pcm_to_float
+from server.protocol import ErrorMessage, encode_pcm, parse_server_message, pcm_to_float
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,10 @@ async def run_live_client(options: StreamOptions, live: LiveClientOptions) -> st
         async for message in socket:
             if isinstance(message, bytes):
                 outbound.write(pcm_to_float(message, options.format))
-            elif json.loads(message).get("type") == "error":
-                print(f"server error: {message}")
+            else:
+                with contextlib.suppress(ValidationError):  # a newer server's message: skipped
+                    if isinstance(parse_server_message(message), ErrorMessage):
+                        print(f"server error: {message}")
 
     with stream:
         tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]

@@ -30,6 +30,7 @@ from server.protocol import (
     SetControl,
     TelemetryMessage,
     encode_pcm,
+    parse_server_message,
     pcm_to_float,
 )
 
@@ -148,12 +149,14 @@ async def stream_audio(
                 if got >= len(padded):
                     done.set()
             else:  # pongs and control acks need nothing from us
-                parsed = json.loads(message)
-                kind = parsed.get("type")
-                if kind == "error":
-                    result.errors.append(ErrorMessage.model_validate(parsed).model_dump())
-                elif kind == "telemetry":
-                    result.telemetry.append(TelemetryMessage.model_validate(parsed).model_dump())
+                try:
+                    reply = parse_server_message(message)
+                except ValidationError:  # a newer server's message: nothing for us
+                    continue
+                if isinstance(reply, ErrorMessage):
+                    result.errors.append(reply.model_dump())
+                elif isinstance(reply, TelemetryMessage):
+                    result.telemetry.append(reply.model_dump())
                     if done.is_set():
                         result.final_telemetry = True
 

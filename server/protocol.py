@@ -166,6 +166,29 @@ class ControlAck(BaseModel):
     value: float | int | str
 
 
+class PongMessage(BaseModel):
+    """The answer to a `ping`: the session is alive and its messages get through."""
+
+    type: Literal["pong"] = "pong"
+
+
+ServerMessage = Annotated[
+    ReadyMessage | ErrorMessage | TelemetryMessage | ControlAck | PongMessage,
+    Field(discriminator="type"),
+]
+server_message_adapter: TypeAdapter[
+    ReadyMessage | ErrorMessage | TelemetryMessage | ControlAck | PongMessage
+] = TypeAdapter(ServerMessage)
+
+
+def parse_server_message(
+    text: str,
+) -> ReadyMessage | ErrorMessage | TelemetryMessage | ControlAck | PongMessage:
+    """A text frame from the server as its model; pydantic's ValidationError if it is none
+    of them (a newer server's message, say: a client may skip it)."""
+    return server_message_adapter.validate_json(text)
+
+
 class ProtocolError(Exception):
     """A client message the server cannot use: answered with an `error`, the stream goes on."""
 

@@ -31,6 +31,7 @@ from server.protocol import (
     CloseCode,
     ControlAck,
     OpenMessage,
+    PongMessage,
     ProtocolError,
     ReadyMessage,
     SessionSpec,
@@ -250,7 +251,7 @@ class StreamHandler:
     async def _control(self, text: str, hosted: HostedSession, outbox: Outbox) -> None:
         message = parse_client_message(text)
         if message.type == "ping":
-            outbox.put('{"type": "pong"}')
+            outbox.put(PongMessage().model_dump_json())
             return
         if message.type == "reset":
             self.host.command(hosted, "reset")
