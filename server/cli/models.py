@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import typer
+
+C = TypeVar("C")  # a trainer's config dataclass
+
+
+class Trainer(Protocol):
+    def train(self) -> dict[str, float]: ...
+
 
 data_app = typer.Typer(
     help="Training data: render scores into multi-track stems.", no_args_is_help=True
@@ -101,11 +110,8 @@ def train_codec(
 ) -> None:
     """Train (or resume) the causal codec; writes RUN_DIR/checkpoint."""
     from models.train.codec_trainer import CodecTrainConfig, CodecTrainer
-    from models.train.common import load_train_config
 
-    overrides = {"steps": steps} if steps is not None else {}
-    trainer = CodecTrainer(load_train_config(CodecTrainConfig, config, overrides))
-    typer.echo(f"validation: {trainer.train()}")
+    run_trainer(CodecTrainer, CodecTrainConfig, config, steps)
 
 
 @train_app.command("generator")
@@ -114,12 +120,19 @@ def train_generator(
     steps: int | None = typer.Option(None, help="Override the config's step count."),
 ) -> None:
     """Train (or resume) the generator on a trained codec; writes RUN_DIR/checkpoint."""
-    from models.train.common import load_train_config
     from models.train.generator_trainer import GeneratorTrainConfig, GeneratorTrainer
 
+    run_trainer(GeneratorTrainer, GeneratorTrainConfig, config, steps)
+
+
+def run_trainer(
+    trainer: Callable[[C], Trainer], kind: type[C], config: Path, steps: int | None
+) -> None:
+    """Both trainers the same way: the YAML config, `--steps` over it, then the validation."""
+    from models.train.common import load_train_config
+
     overrides = {"steps": steps} if steps is not None else {}
-    trainer = GeneratorTrainer(load_train_config(GeneratorTrainConfig, config, overrides))
-    typer.echo(f"validation: {trainer.train()}")
+    typer.echo(f"validation: {trainer(load_train_config(kind, config, overrides)).train()}")
 
 
 @train_app.command("chords")
