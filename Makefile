@@ -25,7 +25,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,dev,scale]'
 	# Real EEG for the BCI tests: spkit's wheel ships a 16 s recording; its own dependencies
 	# are heavy and unused (the tests read the pickle directly), hence --no-deps.
 	$(BIN)/pip install -q --no-deps spkit==0.0.9.7

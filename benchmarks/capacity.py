@@ -63,9 +63,10 @@ def free_port() -> int:
 
 
 def start_server(
-    models_dir: Path | None, max_sessions: int, threads: int = 1, *extra: str
+    models_dir: Path | None, max_sessions: int, threads: int = 1, *extra: str, wait_s: float = 60
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """A real `bandmate serve` on a free loopback port (`extra`: more of its options)."""
+    """A real `bandmate serve` on a free loopback port (`extra`: more of its options), in its
+    own process session: stop it by its PID alone (`stop_server`)."""
     import httpx
 
     port = free_port()
@@ -73,16 +74,28 @@ def start_server(
                "--max-sessions", str(max_sessions), "--threads", str(threads), *extra]  # fmt: skip
     if models_dir is not None:
         command += ["--models-dir", str(models_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return process, f"ws://127.0.0.1:{port}"
         except httpx.TransportError:
             time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("bandmate serve did not come up in 60 s")
+    stop_server(process)
+    raise EngineError(f"bandmate serve {' '.join(extra)} did not come up in {wait_s:g} s")
+
+
+def stop_server(process: subprocess.Popen[bytes], wait_s: float = 60) -> None:
+    """SIGTERM to the server alone (with --ray its group holds Ray's processes, which it
+    takes down itself), then SIGKILL if it has not gone in `wait_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def session_row(last: dict[str, Any], join: int) -> dict[str, Any]:
@@ -150,13 +163,59 @@ def run_capacity_benchmark(config: CapacityBenchConfig) -> dict[str, Any]:
     try:
         figures = stream_sessions(url, config, server.pid)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop_server(server)
     return {
         "config": {**asdict(config), "models_dir": str(config.models_dir or "shipped default")},
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
         **figures,
     }
+
+
+def run_ray_overhead(config: CapacityBenchConfig, replicas: int = 1) -> dict[str, Any]:
+    """The cost of Ray Serve's proxy: the same N real-time clients against `bandmate serve`,
+    then against `bandmate serve --ray` with `replicas` replicas, one after the other in
+    this run; each with the round trip its clients measured (send to the last sample back)
+    after the join. One replica compares the same single server with and without the proxy."""
+    runs: dict[str, dict[str, Any]] = {}
+    ray_options = ("--ray", "--replicas", str(replicas))
+    for name, extra, wait_s in (("direct", (), 60.0), ("ray", ray_options, 180.0)):
+        server, url = start_server(config.models_dir, max(16, config.sessions + 1),
+                                   config.threads, *server_options(config), *extra,
+                                   wait_s=wait_s)  # fmt: skip
+        try:  # behind Ray the server is several processes: no one RSS to read
+            runs[name] = stream_sessions(url, config, None if extra else server.pid)
+        finally:
+            stop_server(server)
+    direct, ray = runs["direct"], runs["ray"]
+    return {
+        "config": {**asdict(config), "models_dir": str(config.models_dir or "shipped default"),
+                   "ray_replicas": replicas},
+        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        **runs,
+        "proxy_p50_ms": delta(ray["round_trip_p50_ms"], direct["round_trip_p50_ms"]),
+        "proxy_p99_ms": delta(ray["round_trip_p99_ms"], direct["round_trip_p99_ms"]),
+    }  # fmt: skip
+
+
+def delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def print_ray_overhead(report: dict[str, Any]) -> None:
+    config = report["config"]
+    print(
+        f"{config['sessions']} real-time clients x {config['seconds']:g} s, direct, then through "
+        f"Ray Serve's proxy ({config['ray_replicas']} replica(s)); round trip after the join:"
+    )
+    for name in ("direct", "ray"):
+        run = report[name]
+        print(
+            f"  {name:6}: p50 {ms(run['round_trip_p50_ms'])}, p99 {ms(run['round_trip_p99_ms'])}"
+            f"; misses {run['misses_total']}, dropped {run['dropped_total']}, "
+            f"errors {run['errors']}"
+        )
+    print(f"  the proxy adds {ms(report['proxy_p50_ms'])} at p50, {ms(report['proxy_p99_ms'])} "
+          "at p99")  # fmt: skip
 
 
 def print_table(report: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""`bandmate bench ...`: the seven benchmarks (latency, codec, bci, capacity, soak, e2e,
-quality), each printing JSON plus a readable table."""
+"""`bandmate bench ...`: the benchmarks (latency, codec, bci, capacity, soak, e2e, quality,
+steering), each printing JSON plus a readable table."""
 
 from __future__ import annotations
 
@@ -119,13 +119,28 @@ def bench_capacity(
     budget_seconds: float = typer.Option(
         270.0, help="Search: stop confirming when this much time has gone."
     ),
+    ray: bool = typer.Option(
+        False, "--ray", help="The proxy's cost: round trips direct, then through Ray Serve."
+    ),
+    replicas: int = typer.Option(1, min=1, help="With --ray: the Ray server's replicas."),
 ) -> None:
     """The most sessions at real-time pace with zero deadline misses: searched in the engine,
     then confirmed through a real `bandmate serve` (rule: benchmarks/capacity_search.py),
     once per --window. With --sessions N: N WebSocket clients against the server (at the
-    first --window), nothing else."""
+    first --window), nothing else. With --ray: --sessions clients (2) direct, then through
+    Ray Serve's proxy, and the round trip each way."""
     from benchmarks.report import write_report
 
+    if ray:
+        from benchmarks.capacity import CapacityBenchConfig, print_ray_overhead, run_ray_overhead
+
+        chosen = window[0] if window else None
+        clients = CapacityBenchConfig(sessions or 2, seconds, models_dir=models_dir,
+                                      threads=threads, batch_window_ms=chosen)  # fmt: skip
+        report = run_ray_overhead(clients, replicas)
+        write_report(report, json_path)
+        print_ray_overhead(report)
+        return
     if sessions is not None:
         from benchmarks.capacity import CapacityBenchConfig, print_table, run_capacity_benchmark
 
@@ -227,6 +242,39 @@ def bench_quality(
     write_report(report, json_path)
     print_table(report)
     write_markdown(report, markdown)
+
+
+@bench_app.command("steering")
+def bench_steering(
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    data: Path | None = typer.Option(None, help="As `bench quality`'s --data."),
+    limit: int = typer.Option(8, help="Held-out pieces."),
+    seconds: float = typer.Option(20.0, help="Seconds of each piece, from its start."),
+    checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
+    seed: int = typer.Option(0, help="The model's noise seed."),
+    harmony: bool = typer.Option(True, help="Also transcribe for the harmony check (slow)."),
+    markdown: Path | None = typer.Option(None, help="Also write the tables as Markdown here."),
+) -> None:
+    """Steering at alpha -2..2 per attribute: monotone, dual (Gram-Schmidt vs naive), harmony."""
+    from benchmarks.report import write_report
+    from benchmarks.steering_bench import (
+        SteeringBenchConfig,
+        markdown_table,
+        run_steering_benchmark,
+    )
+
+    if harmony:
+        from benchmarks.quality import require_quality_packages
+
+        require_quality_packages()
+    config = SteeringBenchConfig(data, checkpoint, limit, seconds, seed, harmony=harmony)
+    report = run_steering_benchmark(config)
+    write_report(report, json_path)
+    table = markdown_table(report)
+    typer.echo(table)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table + "\n")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from server.config import ServerConfig
+from server.errors import ServerError
 
 DEFAULTS = ServerConfig()
 
@@ -56,8 +57,19 @@ def serve(
     osc_host: str = typer.Option(
         DEFAULTS.osc_host, help="Address for OSC, which has no auth: beyond loopback, warned."
     ),
+    ray: bool = typer.Option(
+        False, "--ray", help="Serve through Ray Serve (the `scale` extra): local, or RAY_ADDRESS."
+    ),
+    replicas: int = typer.Option(2, min=1, help="With --ray: replicas of the whole server."),
+    cpus_per_replica: float | None = typer.Option(
+        None, help="With --ray: CPUs Ray reserves per replica (default: --threads)."
+    ),
+    gpus_per_replica: float = typer.Option(
+        0.0, help="With --ray: GPUs per replica (num_gpus), e.g. 1 on a GPU cluster."
+    ),
 ) -> None:
-    """Serve sessions over HTTP and WebSocket (protocol: docs/protocol.md)."""
+    """Serve sessions over HTTP and WebSocket (protocol: docs/protocol.md); with --ray, as
+    replicas behind Ray Serve's proxy (server/ray_serve.py)."""
     import uvicorn
 
     from server.app import create_app
@@ -73,10 +85,14 @@ def serve(
         allow_origins=tuple(allow_origin), midi_in=midi_in, midi_map=midi_map,
         osc_port=osc_port, osc_host=osc_host,
     )  # fmt: skip
-    check_binding(config)
+    if not (ray and os.environ.get("RAY_ADDRESS")):  # on a cluster the proxy's nodes listen
+        check_binding(config)
     if token is not None and os.environ.get("BANDMATE_TOKEN") != token:
         typer.echo("warning: --token shows in `ps` to every user; set BANDMATE_TOKEN instead",
                    err=True)  # fmt: skip
+    if ray:
+        serve_ray(config, replicas, cpus_per_replica or float(threads), gpus_per_replica)
+        return
     app = create_app(config)
     # The stepper thread needs the GIL back within a fraction of a hop after each model call;
     # Python's default 5 ms switch interval lets the event loop hold it that long per turn.
@@ -93,6 +109,16 @@ def serve(
         lifespan="on",
         **uvicorn_options(config.handshake_timeout_s, config.max_connections),
     )
+
+
+def serve_ray(config: ServerConfig, replicas: int, cpus: float, gpus: float) -> None:
+    try:
+        from server.ray_serve import RayOptions, serve_on_ray
+    except ImportError:
+        raise ServerError(
+            "--ray needs Ray Serve: pip install 'bandmate[scale]' (ray[serve])"
+        ) from None
+    serve_on_ray(config, RayOptions(replicas, cpus, gpus))
 
 
 def register(app: typer.Typer) -> None:
