@@ -85,8 +85,9 @@ def serve(
         allow_origins=tuple(allow_origin), midi_in=midi_in, midi_map=midi_map,
         osc_port=osc_port, osc_host=osc_host,
     )  # fmt: skip
-    if not (ray and os.environ.get("RAY_ADDRESS")):  # on a cluster the proxy's nodes listen
-        check_binding(config)
+    # Joining a cluster, the proxies listen on its nodes, not here: the token rule only.
+    joining = ray and bool(os.environ.get("RAY_ADDRESS"))
+    check_binding(config.model_copy(update={"port": 0}) if joining else config)
     if token is not None and os.environ.get("BANDMATE_TOKEN") != token:
         typer.echo("warning: --token shows in `ps` to every user; set BANDMATE_TOKEN instead",
                    err=True)  # fmt: skip
