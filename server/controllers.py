@@ -29,7 +29,7 @@ from bci.osc_addresses import OSC_PATTERN, OSC_ROOT
 from server.config import is_loopback
 from server.errors import ServerError
 from server.host import SessionHost
-from server.protocol import CONTROL_RANGES, SetControl
+from server.protocol import CONTROL_RANGES, STEER_PREFIX, SetControl, Steer
 
 log = logging.getLogger("bandmate.server")
 DEFAULT_MIDI_MAP = Path(__file__).resolve().parent.parent / "clients" / "midi_map.yaml"
@@ -78,6 +78,8 @@ def apply_control(
         for hosted in targets:
             hosted.valence = float(value)
         return None
+    if name.startswith(STEER_PREFIX):
+        return _steer(host, targets, name.removeprefix(STEER_PREFIX), value)
     try:
         control = SetControl(type="control", name=name, value=value)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -86,6 +88,20 @@ def apply_control(
         return f"ignored control {name}: set it over the WebSocket"
     for hosted in targets:
         host.command(hosted, control.name, control.value)
+    return None
+
+
+def _steer(host: SessionHost, targets: list[Any], attribute: str, value: Any) -> str | None:
+    """`steer.<attribute>` from OSC or a MIDI CC: glide the sessions that can steer it."""
+    try:
+        Steer(type="steer", alphas={attribute: value})
+    except ValidationError as exc:
+        return f"ignored steer {attribute:.40}={value!r:.40}: {exc.errors()[0]['msg']}"
+    able = [h for h in targets if attribute in h.session.backend.info.steering]
+    for hosted in able:
+        host.command(hosted, "steer", {attribute: float(value)})
+    if targets and not able:
+        return f"ignored steer {attribute:.40}: no session's checkpoint steers it"
     return None
 
 
@@ -117,10 +133,9 @@ def load_midi_map(path: Path | None) -> MidiMap:
         where = ".".join(str(p) for p in first["loc"])
         raise ServerError(f"MIDI map {path}: {where}: {first['msg']}") from None
     for mapping in midi_map.mappings:
-        if mapping.control not in (*CONTROL_RANGES, "reset") or mapping.control in (
-            "seed",
-            "anticipation",
-        ):
+        steers = mapping.control.startswith(STEER_PREFIX) and not mapping.trigger
+        if not steers and (mapping.control not in (*CONTROL_RANGES, "reset")
+                           or mapping.control in ("seed", "anticipation")):  # fmt: skip
             raise ServerError(f"MIDI map {path}: cc {mapping.cc}: cannot map {mapping.control!r}")
     return midi_map
 
@@ -195,6 +210,8 @@ class OscController:
 
     def _on_message(self, address: str, *args: Any) -> None:
         parts = address.strip("/").split("/")[1:]  # drop the root, OSC_ROOT
+        if len(parts) >= 2 and parts[-2] == "steer":  # .../steer/<attribute> alpha
+            parts = [*parts[:-2], STEER_PREFIX + parts[-1]]
         if len(parts) not in (1, 2) or (parts[-1] != "reset" and len(args) != 1):
             expected = f"expected {OSC_ROOT}/[session/]control value"
             self.ignored.warning(f"ignored OSC {address:.80} {args!r:.80}: {expected}")

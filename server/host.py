@@ -26,6 +26,7 @@ that window after the block arrived; late blocks count as misses in telemetry an
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -43,11 +44,13 @@ from server.catalog import CheckpointCatalog
 from server.config import ServerConfig
 from server.errors import ServerError
 from server.metrics import ServerMetrics
-from server.protocol import ProtocolError, SessionSpec
+from server.protocol import STEER_PREFIX, ProtocolError, SessionSpec
 from server.rounds import RoundWindow
 
 SWITCH_FADE_SAMPLES = 512  # the old checkpoint's last sound fades out over this many
 PIECE_HOPS = 4  # model hops of audio a session contributes to one cycle, at most (about)
+
+log = logging.getLogger("bandmate.host")
 
 
 class TooManySessions(ServerError):
@@ -117,6 +120,7 @@ class HostedSession:
             "anticipation": self.session.backend.info.anticipation,
             "seed": self.session.config.seed,
             "checkpoint": self.checkpoint,
+            **{STEER_PREFIX + name: alpha for name, alpha in controls.steer.items()},
         }
 
     def telemetry(self) -> dict[str, float | int]:
@@ -382,6 +386,11 @@ class SessionHost:
             session.controls.gain = float(command.value)  # type: ignore[arg-type]
         elif command.name == "noise_scale":
             session.controls.noise_scale = float(command.value)  # type: ignore[arg-type]
+        elif command.name == "steer":
+            try:  # checked where it came in; a checkpoint switched since may steer less
+                session.steer(dict(command.value))  # type: ignore[call-overload]
+            except EngineError as exc:
+                log.warning("session %s: %s", hosted.id, exc)
         elif command.name == "dry_wet":
             hosted.dry_wet = float(command.value)  # type: ignore[arg-type]
         elif command.name == "seed":

@@ -103,6 +103,29 @@ class SetControl(Strict):
         return self
 
 
+STEER_RANGE = (-4.0, 4.0)  # alpha: 0 is unsteered, +-1 moves an attribute about its spread
+# A steered attribute as one control (telemetry, acks, MIDI maps, OSC): "steer.brightness".
+STEER_PREFIX = "steer."
+
+
+class Steer(Strict):
+    """Steer the band along attributes (a checkpoint built with `bandmate steer build`):
+    attribute -> alpha. Attributes not named keep their alpha; it glides there per hop."""
+
+    type: Literal["steer"]
+    alphas: dict[str, float]
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Steer:
+        low, high = STEER_RANGE
+        if not self.alphas:
+            raise ValueError("steer names at least one attribute")
+        for name, alpha in self.alphas.items():
+            if not low <= alpha <= high:
+                raise ValueError(f"steer {name} takes an alpha from {low:g} to {high:g}")
+        return self
+
+
 class Reset(Strict):
     type: Literal["reset"]
 
@@ -111,8 +134,8 @@ class Ping(Strict):
     type: Literal["ping"]
 
 
-ClientMessage = Annotated[SetControl | Reset | Ping, Field(discriminator="type")]
-client_message_adapter: TypeAdapter[SetControl | Reset | Ping] = TypeAdapter(ClientMessage)
+ClientMessage = Annotated[SetControl | Steer | Reset | Ping, Field(discriminator="type")]
+client_message_adapter: TypeAdapter[SetControl | Steer | Reset | Ping] = TypeAdapter(ClientMessage)
 
 
 class ReadyMessage(BaseModel):
@@ -128,6 +151,8 @@ class ReadyMessage(BaseModel):
     # The server holds a round open this long to batch sessions together: a block's answer may
     # come this much later, so the session's latency (telemetry's latency_ms) includes it.
     batch_window_ms: float = 0.0
+    # Attributes this checkpoint can be steered along (a `steer` message); empty for none.
+    steering: list[str] = []
 
 
 class ErrorMessage(BaseModel):
@@ -200,7 +225,7 @@ class ProtocolError(Exception):
         return ErrorMessage(code=self.code, message=self.message)  # type: ignore[arg-type]
 
 
-def parse_client_message(text: str) -> SetControl | Reset | Ping:
+def parse_client_message(text: str) -> SetControl | Steer | Reset | Ping:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -213,7 +238,7 @@ def parse_client_message(text: str) -> SetControl | Reset | Ping:
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError("unknown_message", 'a message is a JSON object with a "type"')
     kind = data["type"]
-    if kind not in ("control", "reset", "ping"):
+    if kind not in ("control", "steer", "reset", "ping"):
         raise ProtocolError("unknown_message", f"unknown message type {kind!r}")
     if kind == "control" and data.get("name") not in CONTROL_NAMES:
         names = ", ".join(CONTROL_NAMES)

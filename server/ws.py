@@ -28,6 +28,7 @@ from server.host import HostedSession, SessionBusy, SessionHost, TooManySessions
 from server.metrics import ServerMetrics
 from server.protocol import (
     PROTOCOL_VERSION,
+    STEER_PREFIX,
     CloseCode,
     ControlAck,
     OpenMessage,
@@ -134,6 +135,7 @@ class StreamHandler:
                 model_sample_rate=session.model_rate,
                 latency_samples=session.latency_samples,
                 batch_window_ms=1e3 * hosted.window_s,
+                steering=list(session.backend.info.steering),
             )
             await websocket.send_text(ready.model_dump_json())
             hosted.deliver = deliver
@@ -255,6 +257,17 @@ class StreamHandler:
             return
         if message.type == "reset":
             self.host.command(hosted, "reset")
+            return
+        if message.type == "steer":
+            steerable = hosted.session.backend.info.steering
+            unknown = sorted(set(message.alphas) - set(steerable))
+            if unknown:
+                have = ", ".join(steerable) or "nothing (run 'bandmate steer build')"
+                raise ProtocolError("unsupported", f"checkpoint {hosted.checkpoint} cannot "
+                                    f"steer {', '.join(unknown)}; it steers {have}")  # fmt: skip
+            self.host.command(hosted, "steer", message.alphas)
+            for name, alpha in message.alphas.items():
+                outbox.put(ControlAck(name=STEER_PREFIX + name, value=alpha).model_dump_json())
             return
         assert isinstance(message, SetControl)
         value = message.value

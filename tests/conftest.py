@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,41 @@ def tiny_checkpoint(
 ) -> Path:
     """A tiny codec + generator, trained for a few steps on tiny_data and exported to ONNX."""
     return train_tiny_checkpoint(tiny_data[0], tmp_path_factory.mktemp("tiny_checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def steerable_checkpoint(
+    tiny_checkpoint: Path,
+    tiny_data: tuple[Path, Manifest],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The tiny checkpoint after `bandmate steer build` (the real command)."""
+    out = tmp_path_factory.mktemp("steerable") / "checkpoint"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "steer",
+            "build",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--data",
+            str(tiny_data[0]),
+            "--out",
+            str(out),
+            "--layers",
+            "0",
+            "--cache",
+            str(out.parent / "cache"),
+            "--quantile",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
 
 
 @pytest.fixture

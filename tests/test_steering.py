@@ -18,7 +18,6 @@ from engine.filemode import accompany
 from engine.session import STEER_SLEW_PER_HOP, Session
 from models.attributes import ATTRIBUTES, frame_attributes
 from models.checkpoint import load_generator
-from models.data.manifest import Manifest
 from models.generator import GENERATOR_PRESETS, Generator
 from models.spectral import SpectralCodec, SpectralConfig
 
@@ -165,38 +164,3 @@ def test_accompany_cli_steers_and_rejects_a_malformed_steer(
         text=True,
     )
     assert bad.returncode != 0 and "ATTRIBUTE=ALPHA" in bad.stderr
-
-
-@pytest.fixture(scope="module")
-def steerable_checkpoint(
-    tiny_checkpoint: Path,
-    tiny_data: tuple[Path, Manifest],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Path:
-    """The tiny checkpoint after `bandmate steer build` (the real command)."""
-    out = tmp_path_factory.mktemp("steerable") / "checkpoint"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "steer",
-            "build",
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--data",
-            str(tiny_data[0]),
-            "--out",
-            str(out),
-            "--layers",
-            "0",
-            "--cache",
-            str(out.parent / "cache"),
-            "--quantile",
-            "0.5",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out

@@ -136,6 +136,8 @@ function onReady(message) {
   retryDelay = 1;
   showError("");
   setStatus(`live · ${message.checkpoint}`, "live");
+  $("steering").hidden = !(message.steering || []).length;
+  for (const name of STEER_KNOBS) $(`steer-${name}`).parentElement.hidden = !(message.steering || []).includes(name);
   audio.node.port.postMessage({ prefill: 2 * BLOCK }); // jitter buffer: two hops
   sendControls();
 }
@@ -191,7 +193,23 @@ function sendControl(name, value) {
   }
 }
 
-function sendControls() { for (const name of ["gain", "dry_wet", "noise_scale"]) sendControl(name, Number($(name).value)); }
+const STEER_KNOBS = ["brightness", "density", "register", "loudness"];
+
+function sendSteer(alphas) {
+  if (ready && socket && socket.readyState === WebSocket.OPEN && Object.keys(alphas).length) {
+    socket.send(JSON.stringify({ type: "steer", alphas }));
+  }
+}
+
+function sendControls() {
+  for (const name of ["gain", "dry_wet", "noise_scale"]) sendControl(name, Number($(name).value));
+  // Only what this checkpoint steers: the knobs show only then (ready.steering).
+  const alphas = {};
+  for (const name of STEER_KNOBS) {
+    if ((ready.steering || []).includes(name)) alphas[name] = Number($(`steer-${name}`).value);
+  }
+  sendSteer(alphas);
+}
 
 async function start() {
   showError("");
@@ -225,6 +243,13 @@ for (const name of ["gain", "dry_wet", "noise_scale"]) {
   $(name).addEventListener("input", () => {
     $(`${name}-value`).textContent = Number($(name).value).toFixed(2);
     sendControl(name, Number($(name).value));
+  });
+}
+for (const name of STEER_KNOBS) {
+  const knob = $(`steer-${name}`);
+  knob.addEventListener("input", () => {
+    $(`steer-${name}-value`).textContent = Number(knob.value).toFixed(2);
+    sendSteer({ [name]: Number(knob.value) });
   });
 }
 $("start").addEventListener("click", start);
