@@ -17,6 +17,7 @@ import numpy as np
 
 from bci.errors import BciError
 from bci.live.composer import Composer
+from bci.live.harmony import make_harmony
 from bci.live.loop import BciRunConfig, WindowProcessor, WindowResult
 from bci.live.mapping import MusicParams
 
@@ -62,7 +63,7 @@ def render_midi(results: list[WindowResult], config: BciRunConfig,
     feedback = [r for r in results if r.params is not None]
     if not feedback:
         return []
-    composer = Composer(config.seed, config.mapping.tonic)
+    composer = Composer(config.seed, config.mapping.tonic, harmony=make_harmony(config.harmony))
     times = np.array([r.lsl_time for r in feedback])
     bar_start, end = feedback[0].lsl_time, feedback[-1].lsl_time
     messages: list[TimedMessage] = []

@@ -45,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bci.errors import BciError
+from bci.live.harmony import SHIPPED_CHORD_MODEL, ChordTable
 
 EXAMPLE_PROTOCOL = Path(__file__).parent / "protocols" / "seed_study.yaml"
 
@@ -170,6 +171,9 @@ class Protocol(BaseModel):
     sequence: tuple[SequenceItem, ...] = Field(min_length=1)
     repetitions: int = Field(default=1, ge=1)
     rating_scale: RatingScale = "sam_1_9"
+    # Where the BCMI's chords come from: the rules, or the chord model playing `genre`.
+    harmony: Literal["rules", "model"] = "rules"
+    genre: str = "bach"
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Protocol:
@@ -186,7 +190,17 @@ class Protocol(BaseModel):
                         ("sequence", i, *loc), f"unknown block '{name}' (blocks are: {known})"
                     )
         self._check_baseline()
+        self._check_genre()
         return self
+
+    def _check_genre(self) -> None:
+        if self.harmony != "model":
+            return
+        known = ChordTable.read(SHIPPED_CHORD_MODEL / "tokens.json").genres()
+        if self.genre not in known:
+            raise _FieldError(
+                ("genre",), f"unknown genre '{self.genre}' (known: {', '.join(known)})"
+            )
 
     def _check_baseline(self) -> None:
         names = {block.name: block for block in self.blocks}

@@ -49,6 +49,7 @@ from bci.experiment.session_config import RunnerConfig, planned_session
 from bci.experiment.session_music import MusicGate, ShamParams
 from bci.experiment.session_recording import EegRecording, choose_session
 from bci.live.bci_session import BciOutputs, BciSession, ServerControl
+from bci.live.harmony import HarmonyConfig
 from bci.live.live_status import loop_status
 from bci.live.loop import BciRunConfig
 from bci.live.lsl_input import resolve_stream
@@ -327,6 +328,7 @@ class SessionRunner:
             montage=self.config.montage,
             baseline_s=baseline_s,
             seed=self.config.seed,
+            harmony=HarmonyConfig(kind=self.protocol.harmony, genre=self.protocol.genre),
         )
         outputs = BciOutputs(
             server_osc=self.config.server_osc,

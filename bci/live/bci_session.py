@@ -19,6 +19,7 @@ import pylsl
 
 from bci.errors import BciError, write_failure
 from bci.live.composer import Composer
+from bci.live.harmony import make_harmony
 from bci.live.loop import BciLoop, BciRunConfig, JsonlLog, RunSummary, WindowResult
 from bci.live.mapping import MODES, MusicParams
 from bci.live.midi_out import MidiScheduler, MidiSink, MusicPlayer, RtMidiSink, SentMessage
@@ -150,7 +151,7 @@ class BciSession:
             self.sink, clock=pylsl.local_clock, midi_clock=outputs.midi_clock, on_sent=self._sent
         )
         self.player = MusicPlayer(
-            Composer(config.seed, config.mapping.tonic),
+            Composer(config.seed, config.mapping.tonic, harmony=make_harmony(config.harmony)),
             self.scheduler,
             self._params,
             clock=pylsl.local_clock,

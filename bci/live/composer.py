@@ -5,13 +5,14 @@ change of valence is heard from the next bar boundary on and never in the middle
 (why: a mode or tempo change mid-bar sounds like a mistake; at a bar line it sounds composed).
 
 Each bar draws its randomness from its own generator, seeded from (seed, bar). The only state
-carried from bar to bar is musical (the current chord degree and the melody's scale step), so
-the same seed and the same sequence of MusicParams always give the same notes.
+carried from bar to bar is musical (the harmony's recent chords and the melody's scale step),
+so the same seed and the same sequence of MusicParams always give the same notes.
 
 The parts, all pitched notes taken from the mode's scale on `tonic`:
-- chords (channel 0): one diatonic triad per bar, the degree a random walk over the
-  I / ii / IV / V / vi-like degrees of the mode, returning to I at the start of each 4-bar
-  phrase (why: a regular return to the tonic is what makes a mode recognisable).
+- chords (channel 0): one chord per bar from the harmony (bci/live/harmony.py): by default
+  the rules, a diatonic triad whose degree walks over I / ii / IV / V / vi and returns to I
+  at the start of each 4-bar phrase; or the learned chord model, pointed at a genre, which
+  may also play sevenths, suspensions and other in-scale chords.
 - bass (channel 1): the chord's root two octaves down (fifths on busier patterns); busier
   patterns become more likely as density rises.
 - melody (channel 2): a walk on an 8th-note grid (16ths once density passes 0.6) around
@@ -26,21 +27,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from bci.live.harmony import SCALE_LENGTH, Harmony, RuleHarmony
 from bci.live.mapping import MODE_INTERVALS, MusicParams
 
 PART_CHANNELS: dict[str, int] = {"chords": 0, "bass": 1, "melody": 2, "drums": 9}
 KICK, SNARE, CLOSED_HAT = 36, 38, 42  # General MIDI percussion notes
 
-SCALE_LENGTH = 7
-# Chord degrees (0 = I) and where the random walk may go from each; repeats weight a choice.
-CHORD_WALK: dict[int, tuple[int, ...]] = {
-    0: (3, 3, 4, 4, 5, 1),  # I  -> IV, V, vi, ii
-    1: (4, 4, 4, 3),  # ii -> V, IV
-    3: (4, 4, 0, 0, 1, 5),  # IV -> V, I, ii, vi
-    4: (0, 0, 0, 5, 5, 3),  # V  -> I, vi, IV
-    5: (3, 3, 1, 1, 4),  # vi -> IV, ii, V
-}
-PHRASE_BARS = 4
 # Melody intervals in scale steps; small steps dominate, leaps stay possible.
 MELODY_MOVES: tuple[int, ...] = (-1, -1, -1, 1, 1, 1, 0, -2, 2, -2, 2, -3, 3, -4, 4)
 MELODY_REACH = 7  # scale steps the melody may wander from its centre before it is pulled back
@@ -74,7 +66,9 @@ def clamp_velocity(velocity: float) -> int:
 class Composer:
     """Seeded: the same seed and the same sequence of MusicParams give the same notes."""
 
-    def __init__(self, seed: int, tonic: int = 60, beats_per_bar: int = 4) -> None:
+    def __init__(
+        self, seed: int, tonic: int = 60, beats_per_bar: int = 4, harmony: Harmony | None = None
+    ) -> None:
         if not 0 <= tonic <= 127:
             raise ValueError(f"tonic must be a MIDI note 0..127, got {tonic}")
         if beats_per_bar < 1:
@@ -82,7 +76,7 @@ class Composer:
         self.seed = seed
         self.tonic = tonic
         self.beats_per_bar = beats_per_bar
-        self.chord_degree = 0
+        self.harmony: Harmony = harmony if harmony is not None else RuleHarmony()
         self.melody_step: int | None = None  # scale step of the last melody note
 
     def scale_pitch(self, intervals: tuple[int, ...], step: int) -> int:
@@ -97,9 +91,7 @@ class Composer:
         rng = random.Random(f"bandmate-bci:{self.seed}:{bar}")
         intervals = MODE_INTERVALS[params.mode]
         start = float(bar * self.beats_per_bar)
-        phrase_start = bar % PHRASE_BARS == 0
-        self.chord_degree = 0 if phrase_start else rng.choice(CHORD_WALK[self.chord_degree])
-        chord_steps = [self.chord_degree + 2 * i for i in range(3)]  # root, third, fifth
+        chord_steps = self.harmony.chord_steps(rng, bar, params.mode, intervals)
         grid = 4 if params.density > SIXTEENTHS_ABOVE_DENSITY else 2  # steps per beat
         events = [
             *self.chords(start, intervals, chord_steps, params),

@@ -30,6 +30,7 @@ import pylsl
 
 from bci.errors import BciError
 from bci.live.faa import FaaConfig, ValenceTracker, WindowFeatures, window_features
+from bci.live.harmony import HarmonyConfig
 from bci.live.lsl_input import EegInput, StreamQuery
 from bci.live.mapping import MappingConfig, MusicParams, ParameterMapper
 from bci.live.signal_quality import ChannelCheck, GateConfig, GateFlags, check_channels, combine
@@ -48,6 +49,7 @@ class BciRunConfig:
     baseline_s: float = 10.0
     duration_s: float = 0.0  # 0: until stopped
     seed: int = 0
+    harmony: HarmonyConfig = field(default_factory=HarmonyConfig)  # rules, or the chord model
     poll_s: float = 0.001  # a window's wait for the poll adds to its latency (bench bci)
 
     def as_dict(self) -> dict[str, Any]:
@@ -56,6 +58,8 @@ class BciRunConfig:
         def plain(value: Any) -> Any:
             if hasattr(value, "__dataclass_fields__"):
                 return {k: plain(getattr(value, k)) for k in value.__dataclass_fields__}
+            if isinstance(value, Path):
+                return str(value)
             return list(value) if isinstance(value, tuple) else value
 
         return plain(self)

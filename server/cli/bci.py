@@ -7,8 +7,12 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from bci.live.harmony import HarmonyConfig
 
 
 def stop_on_signals() -> threading.Event:
@@ -20,6 +24,17 @@ def stop_on_signals() -> threading.Event:
 
 
 bci_app = typer.Typer(help="The brain-computer music interface.", no_args_is_help=True)
+HARMONY_HELP = "Chords from the hand-written rules, or from the chord model (--genre)."
+GENRE_HELP = "With --harmony model: the genre the chord model plays (bach, palestrina, rock...)."
+
+
+def harmony_config(harmony: str, genre: str) -> HarmonyConfig:
+    """The composer's harmony, checked now: a bad genre or model is one line before any EEG."""
+    from bci.live.harmony import HarmonyConfig, make_harmony
+
+    config = HarmonyConfig(kind=harmony, genre=genre)  # type: ignore[arg-type]
+    make_harmony(config)
+    return config
 
 
 @bci_app.command("run")
@@ -43,6 +58,8 @@ def run(
     server_osc: str | None = typer.Option(
         None, help="HOST:PORT of `bandmate serve --osc-port`: valence drives its noise scale."
     ),
+    harmony: str = typer.Option("rules", help=HARMONY_HELP),
+    genre: str = typer.Option("bach", help=GENRE_HELP),
 ) -> None:
     """Turn prefrontal EEG (frontal alpha asymmetry) into music, live, with a status line:
     the calibration countdown, then the valence; each channel's quality; gated windows and
@@ -60,6 +77,7 @@ def run(
         baseline_s=baseline,
         duration_s=duration,
         seed=seed,
+        harmony=harmony_config(harmony, genre),
     )
     outputs = BciOutputs(midi_port, midi_api, midi_clock, log, not no_outlets, server_osc,
                          synth_driver if synth and not midi_port else None)  # fmt: skip
@@ -172,6 +190,8 @@ def render(
     baseline: float = typer.Option(10.0, help="Seconds of calibration before the music."),
     seed: int = typer.Option(0, help="Seed of the generative music."),
     stream_name: str | None = typer.Option(None, help="XDF: the EEG stream's name."),
+    harmony: str = typer.Option("rules", help=HARMONY_HELP),
+    genre: str = typer.Option("bach", help=GENRE_HELP),
 ) -> None:
     """The loop over a recording, offline and deterministic: the same seed and EEG file give
     the same MIDI file."""
@@ -185,9 +205,10 @@ def render(
     from bci.montage import MUSE, load_montage
     from bci.recordings import read_recording
 
+    chosen = harmony_config(harmony, genre)
     data = read_recording(recording, stream_name)
     config = BciRunConfig(montage=load_montage(montage) if montage else MUSE,
-                          baseline_s=baseline, seed=seed)  # fmt: skip
+                          baseline_s=baseline, seed=seed, harmony=chosen)  # fmt: skip
     left, right = montage_signals(data.data, list(data.labels), data.rate, config)
     results = process_recording(left, right, data.rate, config)
     messages = render_midi(results, config)

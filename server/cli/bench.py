@@ -93,6 +93,35 @@ def bench_bci(
     print_table(report)
 
 
+@bench_app.command("chords")
+def bench_chords(
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    markdown: Path | None = typer.Option(None, help="Also write the tables as Markdown here."),
+    data: Path = typer.Option(Path("data/chords"), help="A `bandmate data chords` folder."),
+    checkpoint: Path | None = typer.Option(
+        None, help="The chord model to play (default: models/checkpoints/chords)."
+    ),
+    seeds: int = typer.Option(3, help="Seeds per trained variant."),
+    steps: int = typer.Option(1000, help="Steps of the base and the control-token model."),
+    adapter_steps: int = typer.Option(80, help="Steps of each genre's LoRA and IA3 adapter."),
+    bars: int = typer.Option(200, help="Bars per mode for the musical checks."),
+) -> None:
+    """Held-out next-chord accuracy per genre (n-gram, base, control token, LoRA, IA3 over
+    seeds), then the musical checks of the chord model against the rules, and its time."""
+    from benchmarks.chords import ChordBenchConfig, markdown_tables, run_chord_benchmark
+    from benchmarks.report import write_report
+
+    config = ChordBenchConfig(data=data, seeds=seeds, steps=steps, adapter_steps=adapter_steps,
+                              bars=bars, checkpoint=checkpoint)  # fmt: skip
+    report = run_chord_benchmark(config, log=typer.echo)
+    write_report(report, json_path)
+    table = markdown_tables(report)
+    typer.echo(table)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table)
+
+
 @bench_app.command("capacity")
 def bench_capacity(
     json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
