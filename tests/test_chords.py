@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from models.chords.dataset import ChordDataConfig, build_chord_data, load_chord_data, plan
 from models.chords.chord_checkpoint import (
     GRAPH,
     TOKENS,
@@ -20,6 +19,7 @@ from models.chords.chord_checkpoint import (
     mode_tokens,
     save_chord_model,
 )
+from models.chords.dataset import ChordDataConfig, build_chord_data, load_chord_data, plan
 from models.chords.extract import band_sequence, corpus_paths, match_chord, score_sequence
 from models.chords.model import CHORD_PRESETS, ChordModel
 from models.chords.ngram import NGram

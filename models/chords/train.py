@@ -179,8 +179,8 @@ class ChordTrainConfig:
 
 def train_chords(config: ChordTrainConfig, log: Callable[[str], None] = print) -> dict[str, object]:
     """Train on the build's train split, score the valid split per genre, save and export."""
-    from models.chords.dataset import load_chord_data
     from models.chords.chord_checkpoint import save_chord_model
+    from models.chords.dataset import load_chord_data
 
     if config.preset not in CHORD_PRESETS:
         raise ModelsError(f"unknown preset {config.preset!r}; known: {', '.join(CHORD_PRESETS)}")
