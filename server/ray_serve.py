@@ -8,8 +8,8 @@ picks a replica per connection; a WebSocket is one connection, so its session st
 replica that opened it for as long as it streams. A session made over REST (POST
 /v1/sessions) lives on whichever replica answered, and a later socket may reach another:
 behind Ray, open sessions with the socket's `open` message. `max_ongoing_requests` is the
-replica's session cap plus room for REST calls, so the proxy sends a replica no more open
-sockets than it holds.
+replica's session cap plus `rest_headroom` (room for REST calls), so the proxy sends a
+replica no more open sockets than it holds; with no headroom, exactly --max-sessions.
 
 `ray.init` joins the cluster `RAY_ADDRESS` names, or starts a local Ray instance. Replicas
 ask Ray for `--cpus-per-replica` CPUs and `--gpus-per-replica` GPUs, so on a cluster with GPU
@@ -32,7 +32,6 @@ from ray import serve
 from server.config import ServerConfig
 
 APP_NAME = "bandmate"
-REST_HEADROOM = 16  # concurrent REST requests a replica takes beside its open sockets
 SHUTDOWN_SECONDS = 30.0
 
 
@@ -41,6 +40,7 @@ class RayOptions:
     replicas: int = 2
     cpus_per_replica: float = 1.0
     gpus_per_replica: float = 0.0
+    rest_headroom: int = 16  # concurrent REST requests a replica takes beside its sockets
 
 
 @serve.ingress()
@@ -66,7 +66,7 @@ def application(config: ServerConfig, options: RayOptions) -> Any:
     deployment = serve.deployment(
         name="Bandmate",
         num_replicas=options.replicas,
-        max_ongoing_requests=config.max_sessions + REST_HEADROOM,
+        max_ongoing_requests=config.max_sessions + options.rest_headroom,
         ray_actor_options=actor,
     )(BandmateReplica)
     return deployment.bind(config.model_dump_json())

@@ -67,6 +67,12 @@ def serve(
     gpus_per_replica: float = typer.Option(
         0.0, help="With --ray: GPUs per replica (num_gpus), e.g. 1 on a GPU cluster."
     ),
+    rest_headroom: int = typer.Option(
+        16,
+        min=0,
+        help="With --ray: REST calls a replica takes beside its --max-sessions "
+        "sockets (0: the proxy sends each replica exactly --max-sessions players).",
+    ),
 ) -> None:
     """Serve sessions over HTTP and WebSocket (protocol: docs/protocol.md); with --ray, as
     replicas behind Ray Serve's proxy (server/ray_serve.py)."""
@@ -92,7 +98,8 @@ def serve(
         typer.echo("warning: --token shows in `ps` to every user; set BANDMATE_TOKEN instead",
                    err=True)  # fmt: skip
     if ray:
-        serve_ray(config, replicas, cpus_per_replica or float(threads), gpus_per_replica)
+        options = (replicas, cpus_per_replica or float(threads), gpus_per_replica, rest_headroom)
+        serve_ray(config, *options)
         return
     app = create_app(config)
     # The stepper thread needs the GIL back within a fraction of a hop after each model call;
@@ -112,14 +119,14 @@ def serve(
     )
 
 
-def serve_ray(config: ServerConfig, replicas: int, cpus: float, gpus: float) -> None:
+def serve_ray(config: ServerConfig, replicas: int, cpus: float, gpus: float, rest: int) -> None:
     try:
         from server.ray_serve import RayOptions, serve_on_ray
     except ImportError:
         raise ServerError(
             "--ray needs Ray Serve: pip install 'bandmate[scale]' (ray[serve])"
         ) from None
-    serve_on_ray(config, RayOptions(replicas, cpus, gpus))
+    serve_on_ray(config, RayOptions(replicas, cpus, gpus, rest))
 
 
 def register(app: typer.Typer) -> None:
