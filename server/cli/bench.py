@@ -3,7 +3,9 @@ steering), each printing JSON plus a readable table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -12,11 +14,13 @@ from server.cli.files import CHECKPOINT_HELP
 bench_app = typer.Typer(
     help="Benchmarks: they print JSON plus a readable table.", no_args_is_help=True
 )
+# Every command's --json; typer only reads an option's declaration, so one serves them all.
+JSON_OPTION: Any = typer.Option(None, "--json", help="Also write the JSON report here.")
 
 
 @bench_app.command("latency")
 def bench_latency(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     markdown: Path | None = typer.Option(None, help="Also write the table as Markdown here."),
     plot: Path | None = typer.Option(None, help="Also plot the per-hop compute here (PNG)."),
     checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
@@ -33,12 +37,10 @@ def bench_latency(
     (onnx-cuda and torch-cuda, whose step is a captured CUDA graph, where there is a GPU)."""
     from benchmarks.latency import LatencyBenchConfig, run_latency_benchmark
     from benchmarks.latency_report import markdown_table, plot_latency, print_table
-    from benchmarks.report import write_report
 
     config = LatencyBenchConfig(checkpoint, seconds, threads, tuple(backend), batch=batch)
     run = run_latency_benchmark(config)
-    write_report(run.report, json_path)
-    print_table(run.report)
+    publish(run.report, json_path, print_table)
     table = markdown_table(run.report)
     typer.echo(table)
     if markdown is not None:
@@ -51,7 +53,7 @@ def bench_latency(
 
 @bench_app.command("codec")
 def bench_codec(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     markdown: Path | None = typer.Option(None, help="Also write the tables as Markdown here."),
     plot: Path | None = typer.Option(None, help="PNG: spectrograms of one piece, round-tripped."),
     checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
@@ -66,7 +68,6 @@ def bench_codec(
     from benchmarks.codec_bench import PREVIOUS_CODEC, CodecBenchConfig, run_codec_benchmark
     from benchmarks.codec_report import print_table, write_markdown
     from benchmarks.quality import require_quality_packages
-    from benchmarks.report import write_report
 
     require_quality_packages()
     config = CodecBenchConfig(
@@ -74,28 +75,25 @@ def bench_codec(
         limit=limit, seconds=seconds, probes=probes, plot=plot,
     )  # fmt: skip
     report = run_codec_benchmark(config)
-    write_report(report, json_path)
+    publish(report, json_path, print_table)
     write_markdown(report, markdown)
-    print_table(report)
 
 
 @bench_app.command("bci")
 def bench_bci(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     seconds: float = typer.Option(60.0, help="Seconds of simulated EEG after the first window."),
 ) -> None:
     """The BCMI loop's processing latency and MIDI timing, with real LSL and JACK MIDI."""
     from benchmarks.bci import BciBenchConfig, print_table, run_bci_benchmark
-    from benchmarks.report import write_report
 
     report = run_bci_benchmark(BciBenchConfig(seconds=seconds))
-    write_report(report, json_path)
-    print_table(report)
+    publish(report, json_path, print_table)
 
 
 @bench_app.command("chords")
 def bench_chords(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     markdown: Path | None = typer.Option(None, help="Also write the tables as Markdown here."),
     data: Path = typer.Option(Path("data/chords"), help="A `bandmate data chords` folder."),
     checkpoint: Path | None = typer.Option(
@@ -124,7 +122,7 @@ def bench_chords(
 
 @bench_app.command("capacity")
 def bench_capacity(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     sessions: int | None = typer.Option(
         None, help="Stream exactly N clients through the server; without it, search for N."
     ),
@@ -158,7 +156,6 @@ def bench_capacity(
     once per --window. With --sessions N: N WebSocket clients against the server (at the
     first --window), nothing else. With --ray: --sessions clients (2) direct, then through
     Ray Serve's proxy, and the round trip each way."""
-    from benchmarks.report import write_report
 
     if ray:
         from benchmarks.capacity import CapacityBenchConfig, print_ray_overhead, run_ray_overhead
@@ -167,8 +164,7 @@ def bench_capacity(
         clients = CapacityBenchConfig(sessions or 2, seconds, models_dir=models_dir,
                                       threads=threads, batch_window_ms=chosen)  # fmt: skip
         report = run_ray_overhead(clients, replicas)
-        write_report(report, json_path)
-        print_ray_overhead(report)
+        publish(report, json_path, print_ray_overhead)
         return
     if sessions is not None:
         from benchmarks.capacity import CapacityBenchConfig, print_table, run_capacity_benchmark
@@ -177,8 +173,7 @@ def bench_capacity(
         fixed = CapacityBenchConfig(sessions, seconds, models_dir=models_dir, threads=threads,
                                     batch_window_ms=chosen)  # fmt: skip
         report = run_capacity_benchmark(fixed)
-        write_report(report, json_path)
-        print_table(report)
+        publish(report, json_path, print_table)
         return
     from benchmarks.capacity_report import print_search_table
     from benchmarks.capacity_search import CapacitySearchConfig, run_capacity_search
@@ -189,13 +184,12 @@ def bench_capacity(
         windows=tuple(window), repeats=repeats, budget_seconds=budget_seconds,
     )  # fmt: skip
     report = run_capacity_search(config)
-    write_report(report, json_path)
-    print_search_table(report)
+    publish(report, json_path, print_search_table)
 
 
 @bench_app.command("soak")
 def bench_soak(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     clients: int = typer.Option(2, help="Concurrent WebSocket clients (below capacity)."),
     seconds: float = typer.Option(240.0, help="Seconds each client streams (600 = full soak)."),
     warmup: float = typer.Option(30.0, help="Seconds of RSS settling left out of the growth."),
@@ -204,20 +198,18 @@ def bench_soak(
 ) -> None:
     """N clients at real time for minutes against a real `bandmate serve`: RSS every second,
     misses, drops and errors; exits 1 when a bound is broken."""
-    from benchmarks.report import write_report
     from benchmarks.soak import SoakBenchConfig, print_table, run_soak_benchmark
 
     config = SoakBenchConfig(clients, seconds, warmup, max_growth_mib, models_dir=models_dir)
     report = run_soak_benchmark(config)
-    write_report(report, json_path)
-    print_table(report)
+    publish(report, json_path, print_table)
     if not report["passed"]:
         raise typer.Exit(1)
 
 
 @bench_app.command("e2e")
 def bench_e2e(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     seconds: float = typer.Option(30.0, help="Seconds of chirps through the accompaniment."),
     blocksize: int = typer.Option(256, help="jam's frames per audio callback."),
     jack_period: int = typer.Option(256, help="The JACK server's period (jackd -p)."),
@@ -230,19 +222,17 @@ def bench_e2e(
 ) -> None:
     """Round-trip latency of `bandmate jam` through a real JACK server, against its own figure."""
     from benchmarks.e2e import E2EBenchConfig, print_table, run_e2e_benchmark
-    from benchmarks.report import write_report
 
     config = E2EBenchConfig(
         seconds, blocksize, jack_period, extra_blocks, dry_seconds, checkpoint, attempts=attempts
     )
     report = run_e2e_benchmark(config)
-    write_report(report, json_path)
-    print_table(report)
+    publish(report, json_path, print_table)
 
 
 @bench_app.command("quality")
 def bench_quality(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     data: Path | None = typer.Option(
         None,
         help="Data build with a test split (default: data/default if built, else "
@@ -264,18 +254,16 @@ def bench_quality(
         run_quality_benchmark,
         write_markdown,
     )
-    from benchmarks.report import write_report
 
     config = QualityBenchConfig(data, checkpoint, limit, seconds, seed, plot=plot)
     report = run_quality_benchmark(config)
-    write_report(report, json_path)
-    print_table(report)
+    publish(report, json_path, print_table)
     write_markdown(report, markdown)
 
 
 @bench_app.command("steering")
 def bench_steering(
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_path: Path | None = JSON_OPTION,
     data: Path | None = typer.Option(None, help="As `bench quality`'s --data."),
     limit: int = typer.Option(8, help="Held-out pieces."),
     seconds: float = typer.Option(20.0, help="Seconds of each piece, from its start."),
@@ -304,6 +292,16 @@ def bench_steering(
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(table + "\n")
+
+
+def publish(
+    report: dict[str, Any], json_path: Path | None, print_table: Callable[[dict[str, Any]], None]
+) -> None:
+    """How the bench commands end: the JSON report (to --json too, when given), the table."""
+    from benchmarks.report import write_report
+
+    write_report(report, json_path)
+    print_table(report)
 
 
 def register(app: typer.Typer) -> None:
