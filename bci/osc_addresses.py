@@ -18,7 +18,6 @@ def osc_address(control: str) -> str:
 
 OSC_INSTRUCTION = osc_address("instruction")
 OSC_VALENCE = osc_address("valence")
-OSC_NOISE_SCALE = osc_address("noise_scale")
 
 
 def osc_steer_address(attribute: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.report import targets_markdown
 from engine.backends import Backend, create_backend
 from engine.checkpoint import load_engine_checkpoint
 from engine.errors import EngineError
@@ -170,7 +171,29 @@ def run_steering_benchmark(config: SteeringBenchConfig) -> dict[str, Any]:
     if config.harmony:
         report["harmony"] = harmony_under_steering(pieces, outputs, attributes, config.threads)
     report["wall_s"] = round(time.perf_counter() - started, 1)
+    report["targets"] = steering_targets(report)
     return report
+
+
+def _check(measured: float | None, target: float, higher: bool = True) -> dict[str, Any]:
+    met = measured is not None and (measured >= target if higher else measured < target)
+    return {"measured": measured, "target": target, "met": bool(met)}
+
+
+def steering_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Issue 19's bars: monotone and in direction per attribute, Gram-Schmidt under naive per
+    pair (measured: Gram-Schmidt's off-target minus naive's, below 0), harmony kept."""
+    targets: dict[str, dict[str, Any]] = {}
+    for attribute, row in report["monotone"].items():
+        targets[f"{attribute}: Spearman rho"] = _check(row["spearman"], 0.9)
+        targets[f"{attribute}: in direction"] = _check(row["in_direction"], 0.9)
+    for pair, row in report["dual"].items():
+        gap = row["gram_schmidt"] - row["naive"]
+        targets[f"{pair}: off-target GS - naive"] = _check(round(gap, 4), 0.0, higher=False)
+    kept = report.get("harmony", {}).get("share_of_unsteered", {})
+    if kept:
+        targets["harmony kept at |alpha| <= 1 (worst)"] = _check(min(kept.values()), 0.8)
+    return targets
 
 
 def dual_steering(checkpoint: Path, backend: Backend, pieces: list[Any],
@@ -248,4 +271,4 @@ def markdown_table(report: dict[str, Any]) -> str:
               "|---|---|---|"]  # fmt: skip
     for pair, row in report["dual"].items():
         lines.append(f"| {pair} | {row['gram_schmidt']:.3f} | {row['naive']:.3f} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + targets_markdown(report["targets"])

@@ -8,7 +8,8 @@ applies it to the analysis of the output audio to measure what steering moved.
 
 - brightness: spectral centroid over all bands, Hz;
 - density: how often notes start, as the causal one-second mean of the positive spectral
-  flux (the mean rise of log energy per band per frame) of the sounding bands;
+  flux: the rise of log energy per band and frame, weighted by the band's share of the
+  frame's energy, so the notes' attacks count and the flicker of quiet bands does not;
 - register: pitch height, the energy-weighted mean MIDI note over the semitone bands;
 - loudness: total energy, dB.
 """
@@ -21,9 +22,6 @@ from models.spectral import SpectralConfig, band_centres
 
 ATTRIBUTES = ("brightness", "density", "register", "loudness")
 DENSITY_SECONDS = 1.0
-# A band counts towards density when it is within this many nepers (of power) of the frame's
-# loudest band: the flux of bands at the floor is analysis noise, not notes starting.
-SOUNDING_RANGE_NEPERS = 9.2  # 40 dB
 
 
 def frame_attributes(log_energy: np.ndarray, config: SpectralConfig) -> np.ndarray:
@@ -41,10 +39,9 @@ def frame_attributes(log_energy: np.ndarray, config: SpectralConfig) -> np.ndarr
     pitch = energy[..., :pitch_bands]
     register = (pitch * notes).sum(-1) / np.maximum(pitch.sum(-1), 1e-300)
     loudness = (10 / np.log(10)) * (peak[..., 0] + np.log(total))
-    sounding = log_energy > peak - SOUNDING_RANGE_NEPERS
     rise = np.zeros_like(log_energy)
     rise[..., 1:, :] = np.maximum(log_energy[..., 1:, :] - log_energy[..., :-1, :], 0.0)
-    flux = (rise * sounding).sum(-1) / np.maximum(sounding.sum(-1), 1)
+    flux = (rise * energy).sum(-1) / total
     frames = max(1, round(DENSITY_SECONDS * config.sample_rate / config.hop))
     density = causal_mean(flux, frames)
     return np.stack([brightness, density, register, loudness], axis=-1).astype(np.float32)

@@ -33,7 +33,7 @@ SOUNDING_ABOVE_FLOOR_DB = 20.0
 
 @dataclass(frozen=True)
 class SteeringBuildConfig:
-    layers: tuple[int, ...] = (1, 2)  # where vectors are added (0 = after the first block)
+    layers: tuple[int, ...] = (2, 3)  # where vectors are added (0 = after the first block)
     quantile: float = 0.2  # top and bottom share of frames contrasted
     max_examples: int | None = 120  # training examples read (None: all)
     seed: int = 0

@@ -23,8 +23,8 @@ from server.catalog import CheckpointCatalog
 from server.config import ServerConfig
 from server.controllers import start_controllers
 from server.devices import DeviceList
-from server.errors import ServerError
-from server.host import SessionHost, TooManySessions
+from server.errors import ServerError, TooManySessions
+from server.host import SessionHost
 from server.metrics import ServerMetrics
 from server.protocol import PROTOCOL_VERSION, SessionSpec
 from server.version import version

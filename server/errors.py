@@ -1,5 +1,17 @@
-"""The server's user-facing error: one line, printed without a traceback by the CLI."""
+"""The server's user-facing errors: one line each, printed without a traceback by the CLI."""
 
 
 class ServerError(Exception):
     pass
+
+
+class TooManySessions(ServerError):
+    """The server holds --max-sessions already."""
+
+
+class UnknownSession(ServerError):
+    pass
+
+
+class SessionBusy(ServerError):
+    """Another stream already drives the session."""

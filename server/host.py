@@ -42,7 +42,7 @@ from engine.scheduler import BatchScheduler
 from engine.session import Session, SessionConfig, check_rate
 from server.catalog import CheckpointCatalog
 from server.config import ServerConfig
-from server.errors import ServerError
+from server.errors import ServerError, SessionBusy, TooManySessions, UnknownSession
 from server.metrics import ServerMetrics
 from server.protocol import STEER_PREFIX, ProtocolError, SessionSpec
 from server.rounds import RoundWindow
@@ -51,18 +51,6 @@ SWITCH_FADE_SAMPLES = 512  # the old checkpoint's last sound fades out over this
 PIECE_HOPS = 4  # model hops of audio a session contributes to one cycle, at most (about)
 
 log = logging.getLogger("bandmate.host")
-
-
-class TooManySessions(ServerError):
-    pass
-
-
-class UnknownSession(ServerError):
-    pass
-
-
-class SessionBusy(ServerError):
-    pass
 
 
 @dataclass(frozen=True)

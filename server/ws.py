@@ -23,8 +23,8 @@ from starlette.websockets import WebSocketDisconnect
 from server.access import origin_allowed, token_matches
 from server.catalog import UnknownCheckpoint
 from server.config import ServerConfig
-from server.errors import ServerError
-from server.host import HostedSession, SessionBusy, SessionHost, TooManySessions, UnknownSession
+from server.errors import ServerError, SessionBusy, TooManySessions, UnknownSession
+from server.host import HostedSession, SessionHost
 from server.metrics import ServerMetrics
 from server.protocol import (
     PROTOCOL_VERSION,

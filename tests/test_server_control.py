@@ -107,7 +107,7 @@ def test_client_live_streams_the_audio_interface(jack_server: JackServer, tiny_c
 
 
 def test_the_bcmi_loop_drives_the_server_and_its_telemetry_shows_valence(
-    tiny_checkpoint: Path, tmp_path: Path
+    steerable_checkpoint: Path, tmp_path: Path
 ) -> None:
     import threading
 
@@ -116,7 +116,7 @@ def test_the_bcmi_loop_drives_the_server_and_its_telemetry_shows_valence(
     from bci.live.lsl_input import StreamQuery
     from bci.live.simulate import AsymmetryStep, Schedule, Simulator, SimulatorConfig
 
-    models = models_dir(tmp_path / "models", tiny_checkpoint)
+    models = models_dir(tmp_path / "models", steerable_checkpoint)
     osc_port = free_udp_port()
     server = RunningServer(models, "--osc-port", str(osc_port))
     name = f"sim-{osc_port}"
@@ -134,13 +134,20 @@ def test_the_bcmi_loop_drives_the_server_and_its_telemetry_shows_valence(
             ws = await connect(f"{server.ws_url}/v1/stream")
             await ws.send(json.dumps({"type": "open"}))
             await ws.recv()
-            seen = await telemetry_until(ws, lambda c: c["noise_scale"] > 1.2, block, timeout=20)
+            seen = await telemetry_until(
+                ws, lambda c: c.get("steer.brightness", 0) > 0.6, block, timeout=20
+            )
             await ws.close()
             return seen
 
         telemetry = asyncio.run(scenario())
         assert telemetry["valence"] is not None and telemetry["valence"] > 0.4
-        assert telemetry["controls"]["noise_scale"] > 1.2  # 1 + 0.5 * valence
+        # The default mapping: brightness 1.5 * valence, register 1.0 * valence.
+        controls = telemetry["controls"]
+        assert controls["steer.register"] > 0.4
+        assert controls["steer.brightness"] == pytest.approx(
+            1.5 * controls["steer.register"], rel=0.25
+        )
     finally:
         session.stop()
         loop.join(timeout=10)

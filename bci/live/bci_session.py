@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pylsl
@@ -23,7 +23,8 @@ from bci.live.harmony import make_harmony
 from bci.live.loop import BciLoop, BciRunConfig, JsonlLog, RunSummary, WindowResult
 from bci.live.mapping import MODES, MusicParams
 from bci.live.midi_out import MidiScheduler, MidiSink, MusicPlayer, RtMidiSink, SentMessage
-from bci.osc_addresses import OSC_INSTRUCTION, OSC_NOISE_SCALE, OSC_VALENCE
+from bci.live.valence_steering import ValenceSteering
+from bci.osc_addresses import OSC_INSTRUCTION, OSC_VALENCE, osc_steer_address
 
 
 class SilentSink:
@@ -88,15 +89,17 @@ class BciOutputs:
     outlets: bool = True
     server_osc: str | None = None  # "HOST:PORT" of a `bandmate serve --osc-port`
     synth_driver: str | None = None  # without a MIDI port: FluidSynth on this audio driver
+    steering: ValenceSteering = field(default_factory=ValenceSteering)  # valence -> alphas
 
 
 class ServerControl:
     """Drives a running accompaniment server through its OSC control interface, the same one
     a MIDI controller or Max patch uses: every window sends the valence (shown in the
-    server's telemetry) and noise_scale = 1 + 0.5 * valence, so a brighter mood gives a
-    livelier accompaniment and a darker one a steadier one."""
+    server's telemetry) and steers the band by it (bci/live/valence_steering.py: by default
+    a brighter mood gives a brighter, higher band and a darker one a darker, lower band)."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, steering: ValenceSteering | None = None):
+        self.steering = steering or ValenceSteering()
         from pythonosc.udp_client import SimpleUDPClient
 
         host, _, port = address.rpartition(":")
@@ -108,11 +111,15 @@ class ServerControl:
         """Shown on the server's page ("" clears it)."""
         self.client.send_message(OSC_INSTRUCTION, text)
 
-    def window(self, result: WindowResult) -> None:
+    def window(self, result: WindowResult) -> dict[str, float] | None:
+        """Send this window's valence and steering; the alphas sent (None before the music)."""
         if result.params is None:
-            return
+            return None
         self.client.send_message(OSC_VALENCE, result.valence)
-        self.client.send_message(OSC_NOISE_SCALE, 1.0 + 0.5 * result.valence)
+        alphas = self.steering.alphas(result.valence)
+        for name, alpha in alphas.items():
+            self.client.send_message(osc_steer_address(name), alpha)
+        return alphas
 
 
 def make_sink(outputs: BciOutputs) -> MidiSink:
@@ -145,7 +152,11 @@ class BciSession:
         # Set by the session runner for sham blocks: music from another source than this EEG.
         self.params_override: Callable[[], MusicParams] | None = None
         self.outlets = BciOutlets() if outputs.outlets else None
-        self.server = ServerControl(outputs.server_osc) if outputs.server_osc else None
+        self.server = None
+        if outputs.server_osc:
+            self.server = ServerControl(outputs.server_osc, outputs.steering)
+            self.log.write({"type": "steer_map", "lsl_clock": pylsl.local_clock(),
+                            "gains": outputs.steering.gains})  # fmt: skip
         self.on_window = on_window
         self.scheduler = MidiScheduler(
             self.sink, clock=pylsl.local_clock, midi_clock=outputs.midi_clock, on_sent=self._sent
@@ -172,7 +183,11 @@ class BciSession:
         if self.outlets is not None:
             self.outlets.window(result)
         if self.server is not None:
-            self.server.window(result)
+            alphas = self.server.window(result)
+            if alphas is not None:  # on the LSL clock, beside the window that set it
+                self.log.write({"type": "steer", "lsl_clock": result.lsl_time,
+                                "sent": pylsl.local_clock(), "valence": result.valence,
+                                "alphas": alphas})  # fmt: skip
         if self.on_window is not None:
             self.on_window(result)
 

@@ -56,7 +56,12 @@ def run(
     synth: bool = typer.Option(True, help="Without --midi-port, play through FluidSynth."),
     synth_driver: str = typer.Option("jack", help="FluidSynth's audio driver (jack, alsa, ...)."),
     server_osc: str | None = typer.Option(
-        None, help="HOST:PORT of `bandmate serve --osc-port`: valence drives its noise scale."
+        None, help="HOST:PORT of `bandmate serve --osc-port`: valence steers its band."
+    ),
+    steer_map: Path | None = typer.Option(
+        None,
+        help="YAML 'steer: {attribute: gain}': alpha = gain * valence "
+        "(default: brightness 1.5, register 1.0).",
     ),
     harmony: str = typer.Option("rules", help=HARMONY_HELP),
     genre: str = typer.Option("bach", help=GENRE_HELP),
@@ -79,8 +84,11 @@ def run(
         seed=seed,
         harmony=harmony_config(harmony, genre),
     )
+    from bci.live.valence_steering import load_valence_steering
+
     outputs = BciOutputs(midi_port, midi_api, midi_clock, log, not no_outlets, server_osc,
-                         synth_driver if synth and not midi_port else None)  # fmt: skip
+                         synth_driver if synth and not midi_port else None,
+                         load_valence_steering(steer_map))  # fmt: skip
     console = Console()
 
     def status(result: WindowResult) -> None:

@@ -21,7 +21,7 @@ def build(
     out: Path | None = typer.Option(
         None, help="Write the steerable checkpoint here (default: in place)."
     ),
-    layers: str = typer.Option("1,2", help="Comma-separated layers to steer (0 = first)."),
+    layers: str = typer.Option("2,3", help="Comma-separated layers to steer (0 = first)."),
     quantile: float = typer.Option(0.2, help="Top and bottom share of frames contrasted."),
     max_examples: int = typer.Option(120, help="Training examples to read."),
     cache: Path = typer.Option(Path(".cache/steering"), help="Where the latents are cached."),
