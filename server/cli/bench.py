@@ -103,6 +103,9 @@ def bench_chords(
     steps: int = typer.Option(1000, help="Steps of the base and the control-token model."),
     adapter_steps: int = typer.Option(80, help="Steps of each genre's LoRA and IA3 adapter."),
     bars: int = typer.Option(200, help="Bars per mode for the musical checks."),
+    recipe: list[Path] = typer.Option(
+        [], help="Checkpoints trained as the shipped one (default: it alone); repeatable."
+    ),
 ) -> None:
     """Held-out next-chord accuracy per genre (n-gram, base, control token, LoRA, IA3 over
     seeds), then the musical checks of the chord model against the rules, and its time."""
@@ -110,7 +113,7 @@ def bench_chords(
     from benchmarks.report import write_report
 
     config = ChordBenchConfig(data=data, seeds=seeds, steps=steps, adapter_steps=adapter_steps,
-                              bars=bars, checkpoint=checkpoint)  # fmt: skip
+                              bars=bars, checkpoint=checkpoint, recipe=tuple(recipe))  # fmt: skip
     report = run_chord_benchmark(config, log=typer.echo)
     write_report(report, json_path)
     table = markdown_tables(report)
