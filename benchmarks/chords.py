@@ -5,9 +5,13 @@ Held-out next-chord accuracy (the test split, by piece), per genre, over `seeds`
 - n-gram: a trigram per genre and mode, backing off to the pool (models/chords/ngram.py);
 - base: one model trained with a genre-blind token, every genre pooled;
 - control token: the same model trained with each genre's token (what ships);
-- LoRA / IA3: an adapter per genre trained on that genre alone over the frozen base.
-Every model is the same size and trained for the same steps; the adapters get `adapter_steps`
-more on their genre. The musical checks and the timing are in benchmarks/chords_music.py.
+- LoRA / IA3: an adapter per genre trained on that genre alone over the frozen base;
+- shipped recipe: control-token models trained as the shipped one is (`bandmate train chords`
+  defaults: the default preset, 3000 steps), read from `recipe` checkpoints (default: the
+  shipped model alone), since training three of them here would triple the bench's time.
+The first four trained models are the same size (the small preset) and trained for the same
+steps; the adapters get `adapter_steps` more on their genre. The musical checks and the
+timing are in benchmarks/chords_music.py.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_DATA = Path("data/chords")
-VARIANTS = ("ngram", "base", "control", "lora", "ia3")
+VARIANTS = ("ngram", "base", "control", "lora", "ia3", "recipe")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class ChordBenchConfig:
     lora_rank: int = 4
     bars: int = 200  # per mode, for the musical checks
     checkpoint: Path | None = None  # the chord model to play (default: the shipped one)
+    recipe: tuple[Path, ...] = ()  # checkpoints of the shipped recipe (default: the shipped one)
 
 
 def accuracy_table(config: ChordBenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -86,13 +91,22 @@ def accuracy_table(config: ChordBenchConfig, log: Callable[[str], None] = print)
                 runs[variant][g].append(_accuracy(model, vocab, data.split("test", g), blind))
             log(f"seed {seed}: {variant} adapters trained ({time.perf_counter() - started:.0f} s)")
         torch.manual_seed(0)
+    from bci.live.harmony import SHIPPED_CHORD_MODEL
+    from models.chords.chord_checkpoint import load_chord_model
+
+    for checkpoint in config.recipe or (SHIPPED_CHORD_MODEL,):
+        model, _ = load_chord_model(checkpoint)
+        for g in genres:
+            runs["recipe"][g].append(_accuracy(model, vocab, data.split("test", g), None))
     table = {v: {g: _summary(runs[v][g]) for g in genres} for v in VARIANTS}
     for v in VARIANTS:
+        n_runs = len(runs[v][genres[0]])
         table[v]["macro"] = _summary(
-            [float(np.mean([runs[v][g][s] for g in genres])) for s in range(config.seeds)]
+            [float(np.mean([runs[v][g][s] for g in genres])) for s in range(n_runs)]
         )
-    wins = [g for g in genres if table["control"][g]["mean"] > table["ngram"][g]["mean"]]
-    return {"accuracy": table, "test_chords": sizes, "control_beats_ngram": wins,
+    wins = {v: [g for g in genres if table[v][g]["mean"] > table["ngram"][g]["mean"]]
+            for v in ("control", "recipe")}  # fmt: skip
+    return {"accuracy": table, "test_chords": sizes, "beats_ngram": wins,
             "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 
@@ -133,17 +147,22 @@ def markdown_tables(report: dict[str, Any]) -> str:
     """The accuracy table (mean +- SD over seeds, %), then the musical checks."""
     table = report["accuracy"]
     names = {"ngram": "n-gram", "base": "base (no genre)", "control": "control token",
-             "lora": "LoRA", "ia3": "IA3"}  # fmt: skip
+             "lora": "LoRA", "ia3": "IA3", "recipe": "control token, shipped recipe"}  # fmt: skip
     lines = ["| genre | test chords | " + " | ".join(names[v] for v in VARIANTS) + " |",
              "|---|---|" + "---|" * len(VARIANTS)]  # fmt: skip
     for genre in [*report["test_chords"], "macro"]:
         cells = []
         for v in VARIANTS:
             cell = table[v][genre]
+            spread = v != "ngram" and len(cell["runs"]) > 1
             cells.append(f"{100 * cell['mean']:.1f}" + (f" ± {100 * cell['sd']:.1f}"
-                                                        if v != "ngram" else ""))  # fmt: skip
+                                                        if spread else ""))  # fmt: skip
         size = report["test_chords"].get(genre, sum(report["test_chords"].values()))
         lines.append(f"| {genre} | {size} | " + " | ".join(cells) + " |")
+    wins = report["beats_ngram"]
+    lines += ["", f"Better than the n-gram: control token in {len(wins['control'])} of "
+              f"{len(report['test_chords'])} genres, shipped recipe in {len(wins['recipe'])} "
+              f"({len(table['recipe']['bach']['runs'])} runs)."]  # fmt: skip
     music = report["music"]
     lines += ["", f"Musical checks, {music['bars_per_mode']} bars in each of the 7 modes "
               "(model: every genre):", "",
