@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
+from server.cli.steer import STEER_HELP, parse_steer
+
 if TYPE_CHECKING:
     from bci.console import Console
     from engine.live_engine import LiveEngine
@@ -53,6 +55,7 @@ def jam(
     backend: str = typer.Option("auto", help="auto, onnx or torch."),
     threads: int = typer.Option(1, help="Inference threads."),
     seed: int = typer.Option(0, help="Seed of the generator's noise."),
+    steer: list[str] | None = typer.Option(None, "--steer", help=STEER_HELP),
 ) -> None:
     """Accompany live input from an audio device, in real time, with a status line: the input
     meter, the misses and the device's xruns."""
@@ -99,6 +102,7 @@ def jam(
                     typer.echo(f"jam: {note}")
         model = create_backend(load_engine_checkpoint(checkpoint), backend, threads)
         session = Session(model, SessionConfig(device_rate=rate, seed=seed))
+        session.steer(parse_steer(steer))
         pair = min(output_channels + 2, device_out.outputs)
         engine = LiveEngine(session, config, output_channels=pair)
         # The callback thread needs the GIL within a fraction of a block; Python's default
