@@ -141,10 +141,6 @@ class ModelHarmony:
         self.phrase_start = {m: np.intersect1d(self.allowed[m], on_tonic) if config.scale_only
                              else every for m in self.table.modes}  # fmt: skip
 
-    def reset(self) -> None:
-        """Forget the chords played so far (a new piece)."""
-        self.filled = 0
-
     def next_chord(self, rng: random.Random, mode: str, phrase_start: bool = False) -> int:
         """Sample the next chord token (in the mode's scale; on the tonic at a phrase start)
         and append it to the window."""
