@@ -32,21 +32,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-# Brightest -> darkest.
-MODES: tuple[str, ...] = (
-    "lydian", "ionian", "mixolydian", "dorian", "aeolian", "phrygian", "locrian",
-)  # fmt: skip
+from models.chords.vocab import MODES as SCALES
 
-# Semitones of each of the 7 scale degrees above the mode's tonic.
-MODE_INTERVALS: dict[str, tuple[int, ...]] = {
-    "lydian": (0, 2, 4, 6, 7, 9, 11),
-    "ionian": (0, 2, 4, 5, 7, 9, 11),
-    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "aeolian": (0, 2, 3, 5, 7, 8, 10),
-    "phrygian": (0, 1, 3, 5, 7, 8, 10),
-    "locrian": (0, 1, 3, 5, 6, 8, 10),
-}
+# Semitones of each of the 7 scale degrees above the mode's tonic, brightest -> darkest: one
+# table for the composer and the chord model's data (a plain-Python module, no torch).
+MODE_INTERVALS: dict[str, tuple[int, ...]] = SCALES
+MODES: tuple[str, ...] = tuple(MODE_INTERVALS)
 
 MODE_BIN_WIDTH = 2.0 / len(MODES)
 

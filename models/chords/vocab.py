@@ -33,7 +33,8 @@ QUALITIES: dict[str, tuple[int, ...]] = {
     "dim7": (0, 3, 6, 9),
 }
 BEAT_BINS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-# Brightest to darkest, as bci/mapping.py orders them; the scale of each, above its tonic.
+# The modes brightest to darkest (valence picks along this order in bci/live/mapping.py, which
+# reads this table), and the scale of each above its tonic.
 MODES: dict[str, tuple[int, ...]] = {
     "lydian": (0, 2, 4, 6, 7, 9, 11),
     "ionian": (0, 2, 4, 5, 7, 9, 11),
