@@ -20,7 +20,7 @@ from bci.live.loop import BciRunConfig
 from bci.live.mapping import MODE_INTERVALS, MODES, MappingConfig, ParameterMapper
 from bci.montage import F3F4_128
 from tests.helpers import BANDMATE
-from tests.test_bci_offline import render, spkit_recording
+from tests.test_bci_offline import midi_renderer, render, spkit_recording
 from tests.test_bci_protocol import VALID, load_error, write
 
 BACH = HarmonyConfig(kind="model", genre="bach")
@@ -123,20 +123,10 @@ def test_a_protocol_can_ask_for_the_model_and_names_a_bad_genre(tmp_path: Path) 
 def test_bci_render_with_the_model_writes_the_same_midi_file_for_the_same_seed(
     tmp_path: Path,
 ) -> None:
-    data, labels, rate = spkit_recording()
-    recording = tmp_path / "eeg.npz"
-    np.savez(recording, data=np.tile(data, 4).T, labels=np.array(labels), rate=np.array(rate))
-    montage = tmp_path / "f3f4.yaml"
-    montage.write_text("left: F3\nright: F4\nsample_rate: 128\n")
+    render = midi_renderer(tmp_path)
 
     def render_file(seed: int, name: str, harmony: str = "model") -> bytes:
-        out = tmp_path / name
-        command = [BANDMATE, "bci", "render", str(recording), "--out", str(out), "--montage",
-                   str(montage), "--seed", str(seed), "--harmony", harmony,
-                   "--genre", "bach"]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return out.read_bytes()
+        return render(seed, name, "--harmony", harmony, "--genre", "bach")
 
     first = render_file(1, "a.mid")
     assert len(first) > 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,16 @@ def test_real_eeg_renders_the_same_twice() -> None:
 
 @pytest.mark.slow
 def test_bci_render_writes_the_same_midi_file_for_the_same_seed(tmp_path: Path) -> None:
+    render_file = midi_renderer(tmp_path)
+    first = render_file(1, "a.mid")
+    assert len(first) > 100
+    assert render_file(1, "b.mid") == first
+    assert render_file(2, "c.mid") != first
+
+
+def midi_renderer(tmp_path: Path) -> Callable[..., bytes]:
+    """`bandmate bci render` of the real spkit EEG (looped 4x, F3/F4) into tmp_path:
+    render_file(seed, name, *options) -> the MIDI file's bytes."""
     import subprocess
 
     from tests.helpers import BANDMATE
@@ -72,15 +83,12 @@ def test_bci_render_writes_the_same_midi_file_for_the_same_seed(tmp_path: Path) 
     montage = tmp_path / "f3f4.yaml"
     montage.write_text("left: F3\nright: F4\nsample_rate: 128\n")
 
-    def render_file(seed: int, name: str) -> bytes:
+    def render_file(seed: int, name: str, *options: str) -> bytes:
         out = tmp_path / name
         command = [BANDMATE, "bci", "render", str(recording), "--out", str(out),
-                   "--montage", str(montage), "--seed", str(seed)]  # fmt: skip
+                   "--montage", str(montage), "--seed", str(seed), *options]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         return out.read_bytes()
 
-    first = render_file(1, "a.mid")
-    assert len(first) > 100
-    assert render_file(1, "b.mid") == first
-    assert render_file(2, "c.mid") != first
+    return render_file
