@@ -245,7 +245,14 @@ for (const name of ["gain", "dry_wet", "noise_scale"]) {
     sendControl(name, Number($(name).value));
   });
 }
+// One knob per attribute, -2..2 (0: unsteered), built here rather than written out four times.
 for (const name of STEER_KNOBS) {
+  const box = document.createElement("div");
+  box.className = "knob";
+  box.innerHTML = `<label for="steer-${name}">${name[0].toUpperCase() + name.slice(1)}</label>
+    <input id="steer-${name}" type="range" min="-2" max="2" step="0.05" value="0">
+    <output id="steer-${name}-value">0.00</output>`;
+  $("steering").append(box);
   const knob = $(`steer-${name}`);
   knob.addEventListener("input", () => {
     $(`steer-${name}-value`).textContent = Number(knob.value).toFixed(2);
