@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,14 @@ class ModelInfo:
     codec_latency: int  # samples by which the codec's analysis + synthesis delay its output
     # Attributes the generator can be steered along (`bandmate steer build`); () for none.
     steering: tuple[str, ...] = ()
+
+    def cannot_steer(self, attributes: Iterable[str]) -> str | None:
+        """Why these attributes cannot be steered here, in one line; None when they can."""
+        unknown = [name for name in attributes if name not in self.steering]
+        if not unknown:
+            return None
+        have = ", ".join(self.steering) or "nothing (run 'bandmate steer build')"
+        return f"cannot steer {', '.join(map(repr, unknown))}: this checkpoint steers {have}"
 
 
 @dataclass(frozen=True)

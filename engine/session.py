@@ -206,11 +206,10 @@ class Session:
     def steer(self, alphas: dict[str, float]) -> None:
         """Set the steering targets (attribute -> alpha; others keep theirs). The alphas the
         generator sees glide there, STEER_SLEW_PER_HOP per hop."""
-        steerable = self.backend.info.steering
+        problem = self.backend.info.cannot_steer(alphas)
+        if problem:
+            raise EngineError(problem)
         for name, alpha in alphas.items():
-            if name not in steerable:
-                have = ", ".join(steerable) or "none (run 'bandmate steer build')"
-                raise EngineError(f"cannot steer {name!r}: this checkpoint steers {have}")
             if not np.isfinite(alpha):
                 raise EngineError(f"steering {name}: alpha must be a finite number, not {alpha}")
         self.controls.steer = {**self.controls.steer, **alphas}

@@ -259,12 +259,9 @@ class StreamHandler:
             self.host.command(hosted, "reset")
             return
         if message.type == "steer":
-            steerable = hosted.session.backend.info.steering
-            unknown = sorted(set(message.alphas) - set(steerable))
-            if unknown:
-                have = ", ".join(steerable) or "nothing (run 'bandmate steer build')"
-                raise ProtocolError("unsupported", f"checkpoint {hosted.checkpoint} cannot "
-                                    f"steer {', '.join(unknown)}; it steers {have}")  # fmt: skip
+            problem = hosted.session.backend.info.cannot_steer(message.alphas)
+            if problem:
+                raise ProtocolError("unsupported", f"checkpoint {hosted.checkpoint}: {problem}")
             self.host.command(hosted, "steer", message.alphas)
             for name, alpha in message.alphas.items():
                 outbox.put(ControlAck(name=STEER_PREFIX + name, value=alpha).model_dump_json())

@@ -59,6 +59,10 @@ class OnnxBackend(ModelBackend):
             self.generator_fields = [name.split("_")[0] for name in names]
             if sorted(self.generator_fields) != ["keys", "position", "values"]:
                 raise EngineError(f"the generator graph's state is {names}, not a KV window")
+        # Graphs exported before steering have no steer input; a session never steers them
+        # (ModelInfo.steering is empty for them).
+        generator = self.specs.get("generator")
+        self.steerable_graph = generator is not None and "steer" in generator.inputs
 
     def network_state(self, batch: int) -> tuple[Arrays, GeneratorState | None, Arrays]:
         def zeros(spec: GraphSpec) -> Arrays:
@@ -90,10 +94,7 @@ class OnnxBackend(ModelBackend):
     def run_generator(
         self, latent: np.ndarray, noise: np.ndarray, steer: np.ndarray, state: GeneratorState
     ) -> tuple[np.ndarray, GeneratorState]:
-        # Graphs exported before steering have no steer input; the session never steers them
-        # (ModelInfo.steering is empty).
-        inputs = [latent, noise, steer] if "steer" in self.specs["generator"].inputs else [
-            latent, noise]  # fmt: skip
+        inputs = [latent, noise, steer] if self.steerable_graph else [latent, noise]
         ordered = [getattr(state, name) for name in self.generator_fields]
         accompaniment, *new = self.run_graph("generator", inputs, ordered)
         return accompaniment, self._named(new)
