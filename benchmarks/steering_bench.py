@@ -34,6 +34,7 @@ from engine.checkpoint import load_engine_checkpoint
 from engine.errors import EngineError
 from engine.filemode import accompany
 from models.attributes import ATTRIBUTES, frame_attributes
+from models.data.build import BuildConfig
 from models.spectral import SpectralCodec, SpectralConfig
 
 ALPHAS = (-2.0, -1.0, 0.0, 1.0, 2.0)
@@ -52,6 +53,7 @@ class SteeringBenchConfig:
     threads: int = 1
     harmony: bool = True  # Basic Pitch transcriptions for the harmony check (the slow part)
     progress: bool = True
+    held_out_recipe: BuildConfig | None = None  # as `bench quality`'s
 
 
 def output_attributes(audio: np.ndarray, spectral: SpectralConfig, rate: int) -> np.ndarray:
@@ -104,7 +106,9 @@ def run_steering_benchmark(config: SteeringBenchConfig) -> dict[str, Any]:
         )
     backend = create_backend(checkpoint, "onnx", config.threads)
     data = QualityBenchConfig(data=config.data).data_dir()
-    pieces = load_held_out(data, config.limit, config.seconds, progress=config.progress)
+    pieces = load_held_out(
+        data, config.limit, config.seconds, config.held_out_recipe, config.progress
+    )
     spectral = checkpoint.spectral
     attributes = [a for a in ATTRIBUTES if a in checkpoint.info.steering]
     runs = len(pieces) * (1 + len(attributes) * (len(ALPHAS) - 1) + 2 * len(DUAL_PAIRS))
@@ -272,3 +276,13 @@ def markdown_table(report: dict[str, Any]) -> str:
     for pair, row in report["dual"].items():
         lines.append(f"| {pair} | {row['gram_schmidt']:.3f} | {row['naive']:.3f} |")
     return "\n".join(lines) + "\n\n" + targets_markdown(report["targets"])
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(markdown_table(report))
+
+
+def write_markdown(report: dict[str, Any], path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown_table(report) + "\n")

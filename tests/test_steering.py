@@ -164,3 +164,26 @@ def test_accompany_cli_steers_and_rejects_a_malformed_steer(
         text=True,
     )
     assert bad.returncode != 0 and "ATTRIBUTE=ALPHA" in bad.stderr
+
+
+@pytest.mark.slow
+def test_steering_bench_reports_every_attribute_pair_and_bar(
+    steerable_checkpoint: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from benchmarks.steering_bench import DUAL_PAIRS, SteeringBenchConfig, run_steering_benchmark
+    from tests.helpers import tiny_build_config
+
+    data = tmp_path / "heldout"
+    config = SteeringBenchConfig(data=data, checkpoint=steerable_checkpoint, limit=2,
+                                 seconds=6.0, harmony=False, progress=False,
+                                 held_out_recipe=tiny_build_config(data))  # fmt: skip
+    report = run_steering_benchmark(config)
+    assert list(report["monotone"]) == list(ATTRIBUTES)
+    for row in report["monotone"].values():
+        assert 0.0 <= row["in_direction"] <= 1.0 and row["mean_shift"]["0.0"] == 0.0
+    assert list(report["dual"]) == [f"{a}+{b}" for a, b in DUAL_PAIRS]
+    assert len(report["targets"]) == 2 * len(ATTRIBUTES) + len(DUAL_PAIRS)
+    unsteerable = SteeringBenchConfig(data=data, checkpoint=tiny_checkpoint, limit=2,
+                                      seconds=6.0, harmony=False, progress=False)  # fmt: skip
+    with pytest.raises(EngineError, match="steer build"):
+        run_steering_benchmark(unsteerable)

@@ -276,11 +276,11 @@ def bench_steering(
     markdown: Path | None = typer.Option(None, help="Also write the tables as Markdown here."),
 ) -> None:
     """Steering at alpha -2..2 per attribute: monotone, dual (Gram-Schmidt vs naive), harmony."""
-    from benchmarks.report import write_report
     from benchmarks.steering_bench import (
         SteeringBenchConfig,
-        markdown_table,
+        print_table,
         run_steering_benchmark,
+        write_markdown,
     )
 
     if harmony:
@@ -289,12 +289,8 @@ def bench_steering(
         require_quality_packages()
     config = SteeringBenchConfig(data, checkpoint, limit, seconds, seed, harmony=harmony)
     report = run_steering_benchmark(config)
-    write_report(report, json_path)
-    table = markdown_table(report)
-    typer.echo(table)
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(table + "\n")
+    publish(report, json_path, print_table)
+    write_markdown(report, markdown)
 
 
 def publish(
