@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.quality_plot import mel_panel
-from benchmarks.report import targets_markdown
+from benchmarks.report import targets_markdown, write_text
 
 HELD_OUT_COLUMNS = {
     "spectral_convergence_db": ("spectral conv. dB", "{:.1f}"),
@@ -51,9 +51,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_markdown(report: dict[str, Any], path: Path | None) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown(report))
+    write_text(path, markdown(report))
 
 
 def print_table(report: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.report import targets_markdown
+from benchmarks.report import targets_markdown, write_text
 from engine.errors import EngineError
 from models.data.build import BuildConfig
 
@@ -252,9 +252,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def write_markdown(report: dict[str, Any], path: Path | None) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown_table(report) + "\n" + targets_markdown(report["targets"]))
+    write_text(path, markdown_table(report) + "\n" + targets_markdown(report["targets"]))
 
 
 def print_table(report: dict[str, Any]) -> None:

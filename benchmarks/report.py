@@ -18,6 +18,13 @@ def write_report(report: dict[str, Any], path: Path | None) -> None:
         path.write_text(text + "\n")
 
 
+def write_text(path: Path | None, text: str) -> None:
+    """A report's Markdown, when --markdown asks for it."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
 def targets_markdown(targets: dict[str, dict[str, Any]]) -> str:
     """An issue's acceptance bars as a table: each target's measured value, bar and verdict."""
     lines = ["| target | measured | bar | met |", "|---|---|---|---|"]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.report import targets_markdown
+from benchmarks.report import targets_markdown, write_text
 from engine.backends import Backend, create_backend
 from engine.checkpoint import load_engine_checkpoint
 from engine.errors import EngineError
@@ -283,6 +283,4 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def write_markdown(report: dict[str, Any], path: Path | None) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown_table(report) + "\n")
+    write_text(path, markdown_table(report) + "\n")

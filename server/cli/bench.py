@@ -110,17 +110,13 @@ def bench_chords(
     """Held-out next-chord accuracy per genre (n-gram, base, control token, LoRA, IA3 over
     seeds), then the musical checks of the chord model against the rules, and its time."""
     from benchmarks.chords import ChordBenchConfig, markdown_tables, run_chord_benchmark
-    from benchmarks.report import write_report
+    from benchmarks.report import write_text
 
     config = ChordBenchConfig(data=data, seeds=seeds, steps=steps, adapter_steps=adapter_steps,
                               bars=bars, checkpoint=checkpoint, recipe=tuple(recipe))  # fmt: skip
     report = run_chord_benchmark(config, log=typer.echo)
-    write_report(report, json_path)
-    table = markdown_tables(report)
-    typer.echo(table)
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(table)
+    publish(report, json_path, lambda r: typer.echo(markdown_tables(r)))
+    write_text(markdown, markdown_tables(report))
 
 
 @bench_app.command("capacity")
