@@ -74,6 +74,13 @@ def accompaniment_attributes(
     return frame_attributes(log_energy.numpy(), spectral)
 
 
+def check_layers(generator: Generator, config: SteeringBuildConfig) -> None:
+    """Before any data is read: the layers must exist in this generator."""
+    n_layers = generator.config.n_layers
+    if any(not 0 <= layer < n_layers for layer in config.layers):
+        raise ValueError(f"layers must be within 0..{n_layers - 1}, not {config.layers}")
+
+
 def build_vectors(
     generator: Generator,
     latents: LatentSet,
@@ -82,8 +89,7 @@ def build_vectors(
     progress: bool = True,
 ) -> SteeringVectors:
     c = generator.config
-    if any(not 0 <= layer < c.n_layers for layer in config.layers):
-        raise ValueError(f"layers must be within 0..{c.n_layers - 1}, not {config.layers}")
+    check_layers(generator, config)
     ids = latents.indices("train") or list(range(len(latents.live)))
     ids = ids[: config.max_examples]
     a = c.anticipation

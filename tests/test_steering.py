@@ -187,3 +187,17 @@ def test_steering_bench_reports_every_attribute_pair_and_bar(
                                       seconds=6.0, harmony=False, progress=False)  # fmt: skip
     with pytest.raises(EngineError, match="steer build"):
         run_steering_benchmark(unsteerable)
+
+
+def test_steer_build_refuses_a_missing_layer_before_reading_data(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "steer", "build", "--checkpoint",
+         str(tiny_checkpoint), "--data", str(tmp_path / "no-build"), "--layers", "9",
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "layers must be within 0..1" in done.stderr  # not the missing data build
+    assert not (tmp_path / "out").exists()

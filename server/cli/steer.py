@@ -43,7 +43,7 @@ def build(
     )
     from models.data.manifest import load_manifest
     from models.export import export_checkpoint
-    from models.steering import SteeringBuildConfig, build_vectors
+    from models.steering import SteeringBuildConfig, build_vectors, check_layers
     from models.train.latents import encode_examples
 
     try:
@@ -52,6 +52,10 @@ def build(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     codec, generator = load_codec(checkpoint), load_generator(checkpoint)
+    try:
+        check_layers(generator, config)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     manifest = load_manifest(data)
     # Every example is encoded (and cached), as the generator trainer does, so a trainer's
     # run folder serves as the cache; only `max_examples` of them are read.
